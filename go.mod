@@ -1,0 +1,3 @@
+module github.com/nfsindex/nfsindex
+
+go 1.26
