@@ -1,0 +1,1307 @@
+package nfssim
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"path"
+	"runtime"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nfsindex/nfsindex/vfs"
+)
+
+// Host is one NFS client machine: its mount options and its caches
+// (attributes, names, directory listings, pages, permissions), shared by
+// every file it opens (N22). FS returns its view of the file system.
+type Host struct {
+	sim   *Sim
+	name  string
+	mount Mount
+	rng   *rand.Rand
+
+	down        bool // crashed and not restarted
+	paused      bool
+	incarnation int
+
+	counts  Counts
+	retrans uint64
+	xid     uint64
+
+	attrs    map[fileID]*attrEntry
+	access   map[fileID]bool
+	dents    map[fileID]map[string]*dentry
+	listings map[fileID]*listing
+	links    map[fileID]string
+	pages    map[fileID]*cachedFile
+	inflight []*writeReq
+	retained map[fileID][]*writeReq
+	opens    map[fileID]int       // local open descriptors (silly rename)
+	silly    map[fileID][]sillyName // names to remove at last close
+	sillyN   uint32
+	werr     map[fileID]error   // write errors awaiting fsync/close (N11)
+	failNext map[fileID]syscall.Errno
+	deleg    map[fileID]bool // v4 read delegations held (N20)
+	locks    map[fileID]bool // local-only locks (N19)
+}
+
+type attrEntry struct {
+	a         attrs
+	fetchedAt time.Duration
+	timeo     time.Duration
+	// gen counts changes made by others that this host noticed; dentries
+	// and listings cached under an older gen are no longer trusted.
+	gen uint64
+}
+
+type dentry struct {
+	id  fileID
+	neg bool
+	gen uint64 // parent's gen when cached
+}
+
+type listing struct {
+	names []string
+	gen   uint64
+}
+
+type sillyName struct {
+	dir  fileID
+	name string
+}
+
+type writeReq struct {
+	id    fileID
+	off   int64
+	data  []byte
+	epoch uint64
+}
+
+func newHost(s *Sim, name string, m Mount) *Host {
+	h := &Host{sim: s, name: name, mount: m,
+		rng: rand.New(rand.NewPCG(s.rng.Uint64(), s.rng.Uint64()))}
+	h.reset()
+	return h
+}
+
+// reset empties every cache: a fresh boot.
+func (h *Host) reset() {
+	h.attrs = map[fileID]*attrEntry{}
+	h.access = map[fileID]bool{}
+	h.dents = map[fileID]map[string]*dentry{}
+	h.listings = map[fileID]*listing{}
+	h.links = map[fileID]string{}
+	h.pages = map[fileID]*cachedFile{}
+	h.inflight = nil
+	h.retained = map[fileID][]*writeReq{}
+	h.opens = map[fileID]int{}
+	h.silly = map[fileID][]sillyName{}
+	h.werr = map[fileID]error{}
+	h.failNext = map[fileID]syscall.Errno{}
+	h.deleg = map[fileID]bool{}
+	h.locks = map[fileID]bool{}
+}
+
+// Name returns the host's name.
+func (h *Host) Name() string { return h.name }
+
+// Mount returns the host's mount options.
+func (h *Host) Mount() Mount { return h.mount }
+
+// FS returns this host's view of the export. Every FS of a host shares its
+// caches; FSs of different hosts share only the server.
+func (h *Host) FS() vfs.FS { return hostFS{h} }
+
+// Clock returns the host's local clock, skewed from the server's (N18).
+func (h *Host) Clock() time.Time {
+	h.sim.mu.Lock()
+	defer h.sim.mu.Unlock()
+	return epoch.Add(h.sim.now + h.mount.ClockSkew)
+}
+
+// RPCs returns the RPCs this host has sent.
+func (h *Host) RPCs() Counts {
+	h.sim.mu.Lock()
+	defer h.sim.mu.Unlock()
+	return h.counts
+}
+
+// Retransmissions returns how many RPCs this host sent twice (lost replies).
+func (h *Host) Retransmissions() uint64 {
+	h.sim.mu.Lock()
+	defer h.sim.mu.Unlock()
+	return h.retrans
+}
+
+// Crash crashes the host now: its dirty pages reach the server in the
+// subset keep selects (see Fault.Keep) and the rest is lost with every
+// cache; files it had open stay silly-renamed; its tasks end.
+func (h *Host) Crash(keep Fault) {
+	h.sim.mu.Lock()
+	defer h.sim.mu.Unlock()
+	h.crash(keep)
+}
+
+// Restart boots a crashed host with empty caches.
+func (h *Host) Restart() {
+	h.sim.mu.Lock()
+	defer h.sim.mu.Unlock()
+	if !h.down {
+		return
+	}
+	h.down = false
+	h.reset()
+}
+
+// Pause stops the host: its tasks are not scheduled until Resume. It
+// holds everything it held (N20, a host that stops forever).
+func (h *Host) Pause() {
+	h.sim.mu.Lock()
+	defer h.sim.mu.Unlock()
+	h.paused = true
+}
+
+// Resume lets a paused host run again.
+func (h *Host) Resume() {
+	h.sim.mu.Lock()
+	defer h.sim.mu.Unlock()
+	h.paused = false
+}
+
+// Down reports whether the host has crashed and not been restarted.
+func (h *Host) Down() bool {
+	h.sim.mu.Lock()
+	defer h.sim.mu.Unlock()
+	return h.down
+}
+
+// InjectWriteError makes the next WRITE of the file at name fail at the
+// server with errno; the error reaches the next Sync or Close of that file
+// on this host, once, and the data of that WRITE is lost (N11).
+func (h *Host) InjectWriteError(name string, errno syscall.Errno) error {
+	h.sim.mu.Lock()
+	defer h.sim.mu.Unlock()
+	_, _, id, err := h.resolve(name, true)
+	if err != nil {
+		return err
+	}
+	h.failNext[id] = errno
+	return nil
+}
+
+// DirtyUnit is a piece of data a host has written but the server has not
+// received: the units a crash keeps or loses (Fault.Keep).
+type DirtyUnit struct {
+	File     uint64 // server file id
+	Offset   int64
+	Length   int
+	InFlight bool // already sent in a WRITE whose reply has not come back
+}
+
+// DirtyUnits lists the host's dirty units in the order Fault.Keep numbers
+// them: in-flight writes first, then dirty pages by file and offset.
+func (h *Host) DirtyUnits() []DirtyUnit {
+	h.sim.mu.Lock()
+	defer h.sim.mu.Unlock()
+	var out []DirtyUnit
+	for _, u := range h.dirtyUnits() {
+		out = append(out, DirtyUnit{File: uint64(u.id), Offset: u.off, Length: len(u.data), InFlight: u.epoch == inflightMark})
+	}
+	return out
+}
+
+const inflightMark = ^uint64(0)
+
+func (h *Host) crashUnit() int {
+	if u := h.sim.cfg.CrashUnit; u > 0 {
+		return u
+	}
+	return h.mount.PageSize
+}
+
+// dirtyUnits splits in-flight writes and dirty page ranges at crash-unit
+// boundaries, in a deterministic order.
+func (h *Host) dirtyUnits() []writeReq {
+	unit := int64(h.crashUnit())
+	var out []writeReq
+	split := func(id fileID, off int64, data []byte, mark uint64) {
+		for len(data) > 0 {
+			n := unit - off%unit
+			if n > int64(len(data)) {
+				n = int64(len(data))
+			}
+			out = append(out, writeReq{id: id, off: off, data: data[:n], epoch: mark})
+			off += n
+			data = data[n:]
+		}
+	}
+	for _, w := range h.inflight {
+		split(w.id, w.off, w.data, inflightMark)
+	}
+	ids := make([]fileID, 0, len(h.pages))
+	for id := range h.pages {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	ps := int64(h.mount.PageSize)
+	for _, id := range ids {
+		cf := h.pages[id]
+		for _, idx := range cf.sortedDirty() {
+			p := cf.pages[idx]
+			split(id, idx*ps+int64(p.dlo), p.data[p.dlo:p.dhi], 0)
+		}
+	}
+	return out
+}
+
+func (h *Host) crash(f Fault) {
+	if h.down {
+		return
+	}
+	for i, u := range h.dirtyUnits() {
+		keep := (i < 64 && f.Keep>>uint(i)&1 == 1) || (f.RandomKeep && h.sim.rng.IntN(2) == 1)
+		if !keep {
+			continue
+		}
+		if n, err := h.sim.srv.get(u.id); err == nil {
+			h.sim.srv.write(n, u.off, u.data, false)
+		}
+	}
+	for _, n := range h.sim.srv.inodes {
+		if n.openers != nil && n.openers[h] > 0 {
+			delete(n.openers, h)
+			if n.nlink <= 0 && n.openCount() == 0 {
+				n.dead = true
+			}
+		}
+	}
+	h.down = true
+	h.paused = false
+	h.incarnation++
+	h.reset()
+	h.sim.killTasks(h)
+}
+
+// exitIfKilled ends the running task if its host went down under it.
+func (h *Host) exitIfKilled() {
+	s := h.sim
+	if s.inRun && s.running != nil && s.running.host == h && s.running.killed {
+		runtime.Goexit()
+	}
+}
+
+// call is the entry of every file system call: a scheduling step (of no
+// simulated cost) and a fault point.
+func (h *Host) call(name, p string) error {
+	if h.down {
+		return ErrHostDown
+	}
+	h.sim.yield(h, 0)
+	f := h.sim.point(h, PointCall, 0, name, p)
+	if f.Kind == CrashHost {
+		h.exitIfKilled()
+		return ErrHostDown
+	}
+	if f.Kind == PauseHost {
+		if err := h.parkPaused(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// errPaused is returned outside Run by a call on a paused host, which
+// inside Run would never return.
+var errPaused = errors.New("nfssim: host is paused")
+
+func (h *Host) parkPaused() error {
+	if !h.sim.inRun || h.sim.running == nil || h.sim.running.host != h {
+		return errPaused
+	}
+	for h.paused {
+		h.sim.yield(h, 0)
+	}
+	return nil
+}
+
+// nonIdempotent RPCs are answered from the DRC on retransmission, or
+// executed again when it has forgotten them (N14).
+func nonIdempotent(r RPC) bool {
+	switch r {
+	case CREATE, MKDIR, SYMLINK, REMOVE, RMDIR, RENAME, LINK:
+		return true
+	}
+	return false
+}
+
+// rpc performs one RPC: simulated time passes (others may run), the fault
+// point is consulted, the server executes exec, and a lost reply leads to
+// a retransmission.
+func (h *Host) rpc(r RPC, p string, payload int, exec func() error) error {
+	s := h.sim
+	if h.down {
+		return ErrHostDown
+	}
+	if !s.bg {
+		s.yield(h, s.latency(h, payload))
+	}
+	if h.down {
+		return ErrHostDown
+	}
+	if err := h.waitServer(); err != nil {
+		return err
+	}
+	var f Fault
+	if !s.bg {
+		f = s.point(h, PointRPC, r, "", p)
+		switch f.Kind {
+		case CrashHost:
+			h.exitIfKilled()
+			return ErrHostDown
+		case PauseHost:
+			if err := h.parkPaused(); err != nil {
+				return err
+			}
+		}
+	}
+	h.xid++
+	key := drcKey{h, h.xid}
+	h.counts[r]++
+	err := exec()
+	if nonIdempotent(r) {
+		s.srv.remember(key, err)
+	}
+	if f.Kind != DropReply {
+		return err
+	}
+	// The reply was lost: retransmit the same xid.
+	h.retrans++
+	if nonIdempotent(r) {
+		if cached, ok := s.srv.drc[key]; ok {
+			return cached
+		}
+	}
+	return exec()
+}
+
+// waitServer makes a call wait for a crashed server (hard mount) or fail
+// with ETIMEDOUT (soft mount, N11).
+func (h *Host) waitServer() error {
+	s := h.sim
+	if s.now >= s.srv.upAt {
+		return nil
+	}
+	if h.mount.Soft {
+		return syscall.ETIMEDOUT
+	}
+	s.yield(h, s.srv.upAt-s.now)
+	return nil
+}
+
+// ---- attribute cache (N1, N3) ----
+
+func (h *Host) v4() bool { return h.mount.Version == V4 }
+
+// differs is the host's "changed?" test: mtime, ctime and size for v3,
+// the change attribute for v4 (N3).
+func (h *Host) differs(a, b attrs) bool {
+	if a.id != b.id || a.gen != b.gen {
+		return true
+	}
+	if h.v4() {
+		return a.change != b.change
+	}
+	return !a.mtime.Equal(b.mtime) || !a.ctime.Equal(b.ctime) || a.size != b.size
+}
+
+// attrValid returns the cached attributes if they are within the timeout.
+func (h *Host) attrValid(id fileID) (*attrEntry, bool) {
+	e := h.attrs[id]
+	if e == nil {
+		return nil, false
+	}
+	if h.deleg[id] {
+		return e, true
+	}
+	return e, h.sim.now < e.fetchedAt+e.timeo
+}
+
+// update stores attributes from a reply. revalidation says the reply
+// answers a GETATTR of a cached entry (the timeout doubles when nothing
+// changed). pre, for this host's own modifications, is the server's
+// pre-operation attributes (wcc_data): if they match the cache, the change
+// is ours alone and nothing is invalidated.
+func (h *Host) update(a attrs, revalidation bool, pre *attrs) *attrEntry {
+	lo, hi := h.mount.attrTimeouts(a.mode.IsDir())
+	e := h.attrs[a.id]
+	if e == nil {
+		e = &attrEntry{a: a, fetchedAt: h.sim.now, timeo: lo}
+		h.attrs[a.id] = e
+		return e
+	}
+	changed := h.differs(e.a, a)
+	if pre != nil {
+		changed = h.differs(e.a, *pre)
+	}
+	switch {
+	case changed:
+		e.timeo = lo
+		e.gen++
+		h.invalidateData(a.id)
+		delete(h.access, a.id)
+		delete(h.links, a.id)
+	case revalidation:
+		e.timeo *= 2
+		if e.timeo < lo {
+			e.timeo = lo
+		}
+		if e.timeo > hi {
+			e.timeo = hi
+		}
+	}
+	if h.pages[a.id].hasDirty() && a.size < e.a.size {
+		a.size = e.a.size // our own unwritten extension
+	}
+	e.a = a
+	e.fetchedAt = h.sim.now
+	return e
+}
+
+// getattr sends GETATTR and updates the cache.
+func (h *Host) getattr(id fileID, p string) (attrs, error) {
+	var a attrs
+	err := h.rpc(GETATTR, p, 0, func() error {
+		n, err := h.sim.srv.get(id)
+		if err != nil {
+			return err
+		}
+		a = h.sim.srv.attrsOf(n)
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, syscall.ESTALE) {
+			h.forget(id)
+		}
+		return attrs{}, err
+	}
+	return h.update(a, true, nil).a, nil
+}
+
+// revalidate returns the attributes, from the cache if they are still
+// within their timeout and force is false (N1).
+func (h *Host) revalidate(id fileID, p string, force bool) (attrs, error) {
+	if e, ok := h.attrValid(id); ok && (!force || h.deleg[id]) {
+		return e.a, nil
+	}
+	return h.getattr(id, p)
+}
+
+// forget drops everything cached about a file whose handle is stale.
+func (h *Host) forget(id fileID) {
+	delete(h.attrs, id)
+	delete(h.access, id)
+	delete(h.links, id)
+	if cf := h.pages[id]; cf != nil && !cf.hasDirty() {
+		delete(h.pages, id)
+	}
+	for _, m := range h.dents {
+		for name, d := range m {
+			if !d.neg && d.id == id {
+				delete(m, name)
+			}
+		}
+	}
+}
+
+// ---- names (N4, N5, N6) ----
+
+func (h *Host) cacheDentry(dir fileID, name string, id fileID, neg bool) {
+	m := h.dents[dir]
+	if m == nil {
+		m = map[string]*dentry{}
+		h.dents[dir] = m
+	}
+	var gen uint64
+	if e := h.attrs[dir]; e != nil {
+		gen = e.gen
+	}
+	m[name] = &dentry{id: id, neg: neg, gen: gen}
+}
+
+// cachedDentry returns a cached name if the rules of N4 let the host
+// trust it: the parent's attributes are within their timeout and no
+// change by others was noticed since the name was cached.
+func (h *Host) cachedDentry(dir fileID, name string) (*dentry, bool) {
+	d := h.dents[dir][name]
+	if d == nil || h.mount.LookupCache == LookupNone {
+		return nil, false
+	}
+	if d.neg && h.mount.LookupCache == LookupPositive {
+		return nil, false
+	}
+	e, ok := h.attrValid(dir)
+	if !ok || e.gen != d.gen {
+		return nil, false
+	}
+	return d, true
+}
+
+// lookup resolves one name in a directory, from the cache or by LOOKUP.
+// fresh reports whether the answer came from the server.
+func (h *Host) lookup(dir fileID, name, p string) (id fileID, fresh bool, err error) {
+	if d, ok := h.cachedDentry(dir, name); ok {
+		if d.neg {
+			return 0, false, syscall.ENOENT
+		}
+		return d.id, false, nil
+	}
+	return h.lookupRPC(dir, name, p)
+}
+
+func (h *Host) lookupRPC(dir fileID, name, p string) (fileID, bool, error) {
+	var a, da attrs
+	var found bool
+	err := h.rpc(LOOKUP, p, 0, func() error {
+		d, err := h.sim.srv.dir(dir)
+		if err != nil {
+			return err
+		}
+		da = h.sim.srv.attrsOf(d)
+		n, err := h.sim.srv.lookup(dir, name)
+		if err != nil {
+			return err
+		}
+		a, found = h.sim.srv.attrsOf(n), true
+		return nil
+	})
+	if da.id != 0 {
+		h.update(da, false, nil)
+	}
+	if errors.Is(err, syscall.ENOENT) && da.id != 0 {
+		h.cacheDentry(dir, name, 0, true)
+		return 0, true, err
+	}
+	if err != nil {
+		if errors.Is(err, syscall.ESTALE) {
+			h.forget(dir)
+		}
+		return 0, true, err
+	}
+	if found {
+		h.update(a, false, nil)
+		h.cacheDentry(dir, name, a.id, false)
+	}
+	return a.id, true, nil
+}
+
+// splitPath cleans a slash path relative to the export's root.
+func splitPath(op, name string) ([]string, error) {
+	if name == "" || strings.HasPrefix(name, "/") {
+		return nil, &fs.PathError{Op: op, Path: name, Err: syscall.EINVAL}
+	}
+	c := path.Clean(name)
+	if c == "." {
+		return nil, nil
+	}
+	parts := strings.Split(c, "/")
+	for _, p := range parts {
+		if p == ".." {
+			return nil, &fs.PathError{Op: op, Path: name, Err: syscall.EINVAL}
+		}
+	}
+	return parts, nil
+}
+
+const maxSymlinks = 8
+
+// resolve walks name to (parent directory, base name, file id). With
+// follow, a final symlink is followed. The Linux VFS retries a walk that
+// met ESTALE once with forced lookups (N16).
+func (h *Host) resolve(name string, follow bool) (dir fileID, base string, id fileID, err error) {
+	for try := 0; ; try++ {
+		dir, base, id, err = h.walk(name, follow, try > 0)
+		if err == nil || !errors.Is(err, syscall.ESTALE) || h.mount.NoESTALERetry || try >= 1 {
+			return dir, base, id, err
+		}
+	}
+}
+
+func (h *Host) walk(name string, follow, forceLookup bool) (fileID, string, fileID, error) {
+	parts, err := splitPath("lookup", name)
+	if err != nil {
+		return 0, "", 0, err
+	}
+	if len(parts) == 0 {
+		return rootID, ".", rootID, nil
+	}
+	cur := rootID
+walkLoop:
+	for depth := 0; ; depth++ {
+		if depth > maxSymlinks {
+			return 0, "", 0, syscall.ELOOP
+		}
+		for i, p := range parts {
+			var id fileID
+			var err error
+			if forceLookup {
+				id, _, err = h.lookupRPC(cur, p, name)
+			} else {
+				id, _, err = h.lookup(cur, p, name)
+			}
+			if err != nil {
+				if i < len(parts)-1 || !errors.Is(err, syscall.ENOENT) {
+					return 0, "", 0, err
+				}
+				return cur, p, 0, err
+			}
+			last := i == len(parts)-1
+			mode := h.attrs[id].a.mode
+			if last && (!follow || mode&fs.ModeSymlink == 0) {
+				return cur, p, id, nil
+			}
+			if mode&fs.ModeSymlink != 0 {
+				target, err := h.readlinkID(id, name)
+				if err != nil {
+					return 0, "", 0, err
+				}
+				rest := append(strings.Split(path.Clean(target), "/"), parts[i+1:]...)
+				if strings.HasPrefix(target, "/") {
+					return 0, "", 0, syscall.EXDEV // outside the export
+				}
+				parts = rest
+				continue walkLoop
+			}
+			if !mode.IsDir() {
+				return 0, "", 0, syscall.ENOTDIR
+			}
+			cur = id
+		}
+		return 0, "", 0, syscall.EINVAL // unreachable: the last part returns
+	}
+}
+
+// resolveParent walks to the directory that holds name's last element.
+func (h *Host) resolveParent(op, name string) (fileID, string, error) {
+	parts, err := splitPath(op, name)
+	if err != nil {
+		return 0, "", err
+	}
+	if len(parts) == 0 {
+		return 0, "", syscall.EEXIST
+	}
+	if len(parts) == 1 {
+		return rootID, parts[0], nil
+	}
+	_, _, dir, err := h.resolve(strings.Join(parts[:len(parts)-1], "/"), true)
+	if err != nil {
+		return 0, "", err
+	}
+	if !h.attrs[dir].a.mode.IsDir() {
+		return 0, "", syscall.ENOTDIR
+	}
+	return dir, parts[len(parts)-1], nil
+}
+
+func (h *Host) readlinkID(id fileID, p string) (string, error) {
+	if t, ok := h.links[id]; ok {
+		if _, valid := h.attrValid(id); valid {
+			return t, nil
+		}
+	}
+	var target string
+	var a attrs
+	err := h.rpc(READLINK, p, 0, func() error {
+		n, err := h.sim.srv.get(id)
+		if err != nil {
+			return err
+		}
+		if n.mode&fs.ModeSymlink == 0 {
+			return syscall.EINVAL
+		}
+		target, a = n.target, h.sim.srv.attrsOf(n)
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	h.update(a, false, nil)
+	h.links[id] = target
+	return target, nil
+}
+
+// checkAccess sends ACCESS when the host has no valid permission entry
+// for the file (dropped when the file's attributes change).
+func (h *Host) checkAccess(id fileID, p string) error {
+	if h.access[id] {
+		return nil
+	}
+	var a attrs
+	err := h.rpc(ACCESS, p, 0, func() error {
+		n, err := h.sim.srv.get(id)
+		if err != nil {
+			return err
+		}
+		a = h.sim.srv.attrsOf(n)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	h.update(a, false, nil)
+	h.access[id] = true
+	return nil
+}
+
+// sillyRename hides a file this host still has open under .nfsXXXX and
+// removes it at the last close (N17).
+func (h *Host) sillyRename(dir fileID, name string, id fileID, p string) error {
+	h.sillyN++
+	silly := fmt.Sprintf(".nfs%016x%08x", uint64(id), h.sillyN)
+	err := h.renameRPC(dir, name, dir, silly, p)
+	if err != nil {
+		return err
+	}
+	h.silly[id] = append(h.silly[id], sillyName{dir: dir, name: silly})
+	return nil
+}
+
+func (h *Host) renameRPC(odir fileID, oname string, ndir fileID, nname, p string) error {
+	var moved attrs
+	var od, nd, opre, npre attrs
+	err := h.rpc(RENAME, p, 0, func() error {
+		srv := h.sim.srv
+		o, err := srv.dir(odir)
+		if err != nil {
+			return err
+		}
+		n, err := srv.dir(ndir)
+		if err != nil {
+			return err
+		}
+		id, ok := o.entries[oname]
+		if !ok {
+			return syscall.ENOENT
+		}
+		opre, npre = srv.attrsOf(o), srv.attrsOf(n)
+		src := srv.inodes[id]
+		if old, ok := n.entries[nname]; ok {
+			if old == id {
+				return nil
+			}
+			dst := srv.inodes[old]
+			if dst.isDir() != src.isDir() {
+				if dst.isDir() {
+					return syscall.EISDIR
+				}
+				return syscall.ENOTDIR
+			}
+			if dst.isDir() && len(dst.entries) > 0 {
+				return syscall.ENOTEMPTY
+			}
+			srv.unlinkInode(dst)
+		}
+		delete(o.entries, oname)
+		srv.touch(o, true)
+		n.entries[nname] = id
+		srv.touch(n, true)
+		srv.touch(src, false)
+		moved, od, nd = srv.attrsOf(src), srv.attrsOf(o), srv.attrsOf(n)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	h.update(od, false, &opre)
+	if nd.id != od.id {
+		h.update(nd, false, &npre)
+	}
+	h.update(moved, false, nil)
+	h.cacheDentry(odir, oname, 0, true)
+	h.cacheDentry(ndir, nname, moved.id, false)
+	return nil
+}
+
+// closeSilly removes the silly-renamed names of a file at its last close.
+func (h *Host) closeSilly(id fileID, p string) {
+	for _, sn := range h.silly[id] {
+		_ = h.removeRPC(sn.dir, sn.name, REMOVE, p)
+	}
+	delete(h.silly, id)
+}
+
+func (h *Host) removeRPC(dir fileID, name string, r RPC, p string) error {
+	var da, pre, ta attrs
+	err := h.rpc(r, p, 0, func() error {
+		srv := h.sim.srv
+		d, err := srv.dir(dir)
+		if err != nil {
+			return err
+		}
+		id, ok := d.entries[name]
+		if !ok {
+			return syscall.ENOENT
+		}
+		n := srv.inodes[id]
+		if r == RMDIR && !n.isDir() {
+			return syscall.ENOTDIR
+		}
+		if r == REMOVE && n.isDir() {
+			return syscall.EISDIR
+		}
+		if n.isDir() && len(n.entries) > 0 {
+			return syscall.ENOTEMPTY
+		}
+		pre = srv.attrsOf(d)
+		delete(d.entries, name)
+		srv.touch(d, true)
+		srv.unlinkInode(n)
+		da, ta = srv.attrsOf(d), srv.attrsOf(n)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	h.update(da, false, &pre)
+	if e := h.attrs[ta.id]; e != nil {
+		e.a.nlink = ta.nlink
+	}
+	h.cacheDentry(dir, name, 0, true)
+	return nil
+}
+
+// ---- the vfs.FS view ----
+
+type hostFS struct{ h *Host }
+
+var _ vfs.FS = hostFS{}
+
+func pathErr(op, p string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return err
+	}
+	return &fs.PathError{Op: op, Path: p, Err: err}
+}
+
+func linkErr(op, o, n string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	return &vfs.LinkError{Op: op, Old: o, New: n, Err: err}
+}
+
+func (f hostFS) OpenFile(name string, flag vfs.Flag, perm fs.FileMode) (vfs.File, error) {
+	h := f.h
+	h.sim.mu.Lock()
+	defer h.sim.mu.Unlock()
+	if err := h.call("OpenFile", name); err != nil {
+		return nil, pathErr("open", name, err)
+	}
+	file, err := h.open(name, flag, perm)
+	if err != nil {
+		return nil, pathErr("open", name, err)
+	}
+	return file, nil
+}
+
+func (f hostFS) Stat(name string) (vfs.FileInfo, error) { return f.stat("stat", name, true) }
+
+func (f hostFS) Lstat(name string) (vfs.FileInfo, error) { return f.stat("lstat", name, false) }
+
+func (f hostFS) stat(op, name string, follow bool) (vfs.FileInfo, error) {
+	h := f.h
+	h.sim.mu.Lock()
+	defer h.sim.mu.Unlock()
+	if err := h.call("Stat", name); err != nil {
+		return vfs.FileInfo{}, pathErr(op, name, err)
+	}
+	_, base, id, err := h.resolve(name, follow)
+	if err != nil {
+		return vfs.FileInfo{}, pathErr(op, name, err)
+	}
+	a, err := h.statID(id, name)
+	if err != nil {
+		return vfs.FileInfo{}, pathErr(op, name, err)
+	}
+	return info(base, a), nil
+}
+
+// statID is stat(2) on a file: write back this host's dirty pages first
+// (nfs_getattr), then the attribute cache rule (N1).
+func (h *Host) statID(id fileID, p string) (attrs, error) {
+	if h.pages[id].hasDirty() {
+		if err := h.flush(id, p, false); err != nil {
+			return attrs{}, err
+		}
+	}
+	return h.revalidate(id, p, false)
+}
+
+func info(base string, a attrs) vfs.FileInfo {
+	return vfs.FileInfo{Name: path.Base(base), Size: a.size, Mode: a.mode, ModTime: a.mtime,
+		ChangeTime: a.ctime, Ino: uint64(a.id), Nlink: uint64(a.nlink)}
+}
+
+func (f hostFS) Link(oldname, newname string) error {
+	h := f.h
+	h.sim.mu.Lock()
+	defer h.sim.mu.Unlock()
+	if err := h.call("Link", newname); err != nil {
+		return linkErr("link", oldname, newname, err)
+	}
+	_, _, id, err := h.resolve(oldname, false)
+	if err != nil {
+		return linkErr("link", oldname, newname, err)
+	}
+	dir, base, err := h.resolveParent("link", newname)
+	if err != nil {
+		return linkErr("link", oldname, newname, err)
+	}
+	var a, da, pre attrs
+	err = h.rpc(LINK, newname, 0, func() error {
+		srv := h.sim.srv
+		n, err := srv.get(id)
+		if err != nil {
+			return err
+		}
+		if n.isDir() {
+			return syscall.EPERM
+		}
+		d, err := srv.dir(dir)
+		if err != nil {
+			return err
+		}
+		if _, ok := d.entries[base]; ok {
+			return syscall.EEXIST
+		}
+		pre = srv.attrsOf(d)
+		srv.addEntry(d, base, n)
+		n.nlink++
+		srv.touch(n, false)
+		a, da = srv.attrsOf(n), srv.attrsOf(d)
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, syscall.EEXIST) {
+			h.cacheDentryIfAbsent(dir, base)
+		}
+		return linkErr("link", oldname, newname, err)
+	}
+	h.update(da, false, &pre)
+	h.update(a, false, nil)
+	h.cacheDentry(dir, base, id, false)
+	return nil
+}
+
+// cacheDentryIfAbsent drops a negative entry that the server contradicted.
+func (h *Host) cacheDentryIfAbsent(dir fileID, name string) {
+	if d := h.dents[dir][name]; d != nil && d.neg {
+		delete(h.dents[dir], name)
+	}
+}
+
+func (f hostFS) Symlink(target, name string) error {
+	h := f.h
+	h.sim.mu.Lock()
+	defer h.sim.mu.Unlock()
+	if err := h.call("Symlink", name); err != nil {
+		return linkErr("symlink", target, name, err)
+	}
+	dir, base, err := h.resolveParent("symlink", name)
+	if err != nil {
+		return linkErr("symlink", target, name, err)
+	}
+	var a, da, pre attrs
+	err = h.rpc(SYMLINK, name, len(target), func() error {
+		srv := h.sim.srv
+		d, err := srv.dir(dir)
+		if err != nil {
+			return err
+		}
+		pre = srv.attrsOf(d)
+		n, err := srv.create(dir, base, fs.ModeSymlink|0o777)
+		if err != nil {
+			return err
+		}
+		n.target = target
+		n.data = []byte(target)
+		n.stable = n.data
+		a, da = srv.attrsOf(n), srv.attrsOf(d)
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, syscall.EEXIST) {
+			h.cacheDentryIfAbsent(dir, base)
+		}
+		return linkErr("symlink", target, name, err)
+	}
+	h.update(da, false, &pre)
+	h.update(a, false, nil)
+	h.links[a.id] = target
+	h.cacheDentry(dir, base, a.id, false)
+	return nil
+}
+
+func (f hostFS) Readlink(name string) (string, error) {
+	h := f.h
+	h.sim.mu.Lock()
+	defer h.sim.mu.Unlock()
+	if err := h.call("Readlink", name); err != nil {
+		return "", pathErr("readlink", name, err)
+	}
+	_, _, id, err := h.resolve(name, false)
+	if err != nil {
+		return "", pathErr("readlink", name, err)
+	}
+	t, err := h.readlinkID(id, name)
+	return t, pathErr("readlink", name, err)
+}
+
+func (f hostFS) Rename(oldname, newname string) error {
+	h := f.h
+	h.sim.mu.Lock()
+	defer h.sim.mu.Unlock()
+	if err := h.call("Rename", newname); err != nil {
+		return linkErr("rename", oldname, newname, err)
+	}
+	odir, obase, err := h.resolveParent("rename", oldname)
+	if err != nil {
+		return linkErr("rename", oldname, newname, err)
+	}
+	id, _, err := h.lookup(odir, obase, oldname)
+	if err != nil {
+		return linkErr("rename", oldname, newname, err)
+	}
+	ndir, nbase, err := h.resolveParent("rename", newname)
+	if err != nil {
+		return linkErr("rename", oldname, newname, err)
+	}
+	if h.mount.FlushOnRename && h.pages[id].hasDirty() {
+		if err := h.flush(id, oldname, true); err != nil {
+			return linkErr("rename", oldname, newname, err)
+		}
+	}
+	// A target this host has open is silly-renamed first (N17).
+	if tid, _, terr := h.lookup(ndir, nbase, newname); terr == nil && tid != id && h.opens[tid] > 0 {
+		if err := h.sillyRename(ndir, nbase, tid, newname); err != nil {
+			return linkErr("rename", oldname, newname, err)
+		}
+	}
+	return linkErr("rename", oldname, newname, h.renameRPC(odir, obase, ndir, nbase, newname))
+}
+
+func (f hostFS) Remove(name string) error {
+	h := f.h
+	h.sim.mu.Lock()
+	defer h.sim.mu.Unlock()
+	if err := h.call("Remove", name); err != nil {
+		return pathErr("remove", name, err)
+	}
+	dir, base, err := h.resolveParent("remove", name)
+	if err != nil {
+		return pathErr("remove", name, err)
+	}
+	id, _, err := h.lookup(dir, base, name)
+	if err != nil {
+		return pathErr("remove", name, err)
+	}
+	isDir := h.attrs[id] != nil && h.attrs[id].a.mode.IsDir()
+	if !isDir && h.opens[id] > 0 {
+		if strings.HasPrefix(base, ".nfs") {
+			return pathErr("remove", name, syscall.EBUSY)
+		}
+		return pathErr("remove", name, h.sillyRename(dir, base, id, name))
+	}
+	r := REMOVE
+	if isDir {
+		r = RMDIR
+	}
+	return pathErr("remove", name, h.removeRPC(dir, base, r, name))
+}
+
+func (f hostFS) Mkdir(name string, perm fs.FileMode) error {
+	h := f.h
+	h.sim.mu.Lock()
+	defer h.sim.mu.Unlock()
+	if err := h.call("Mkdir", name); err != nil {
+		return pathErr("mkdir", name, err)
+	}
+	dir, base, err := h.resolveParent("mkdir", name)
+	if err != nil {
+		return pathErr("mkdir", name, err)
+	}
+	var a, da, pre attrs
+	err = h.rpc(MKDIR, name, 0, func() error {
+		srv := h.sim.srv
+		d, err := srv.dir(dir)
+		if err != nil {
+			return err
+		}
+		pre = srv.attrsOf(d)
+		n, err := srv.create(dir, base, fs.ModeDir|perm.Perm())
+		if err != nil {
+			return err
+		}
+		d.nlink++
+		a, da = srv.attrsOf(n), srv.attrsOf(d)
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, syscall.EEXIST) {
+			h.cacheDentryIfAbsent(dir, base)
+		}
+		return pathErr("mkdir", name, err)
+	}
+	h.update(da, false, &pre)
+	h.update(a, false, nil)
+	h.cacheDentry(dir, base, a.id, false)
+	return nil
+}
+
+func (f hostFS) ReadDir(name string) ([]string, error) {
+	h := f.h
+	h.sim.mu.Lock()
+	defer h.sim.mu.Unlock()
+	if err := h.call("ReadDir", name); err != nil {
+		return nil, pathErr("readdir", name, err)
+	}
+	_, _, id, err := h.resolve(name, true)
+	if err != nil {
+		return nil, pathErr("readdir", name, err)
+	}
+	// opendir revalidates the directory (close-to-open, N2/N4).
+	a, err := h.revalidate(id, name, !h.mount.NoCTO)
+	if err != nil {
+		return nil, pathErr("readdir", name, err)
+	}
+	if !a.mode.IsDir() {
+		return nil, pathErr("readdir", name, syscall.ENOTDIR)
+	}
+	e := h.attrs[id]
+	if l := h.listings[id]; l != nil && l.gen == e.gen && h.mount.LookupCache != LookupNone {
+		return append([]string(nil), l.names...), nil
+	}
+	names, err := h.readdirRPC(id, name)
+	if err != nil {
+		return nil, pathErr("readdir", name, err)
+	}
+	h.listings[id] = &listing{names: names, gen: h.attrs[id].gen}
+	return append([]string(nil), names...), nil
+}
+
+// readdirRPC lists a directory in chunks, each a separate RPC at its own
+// step, so names created or removed meanwhile can be missed (N6).
+func (h *Host) readdirRPC(id fileID, p string) ([]string, error) {
+	r := READDIRPLUS
+	if h.v4() {
+		r = READDIR
+	}
+	var out []string
+	last, done := "", false
+	for chunk := 0; !done; chunk++ {
+		var got []string
+		var ids []fileID
+		var da attrs
+		err := h.rpc(r, p, 0, func() error {
+			d, err := h.sim.srv.dir(id)
+			if err != nil {
+				return err
+			}
+			names := make([]string, 0, len(d.entries))
+			for n := range d.entries {
+				if chunk == 0 || n > last {
+					names = append(names, n)
+				}
+			}
+			sort.Strings(names)
+			got, ids, done = nil, nil, true
+			if len(names) > h.mount.ReaddirChunk {
+				names, done = names[:h.mount.ReaddirChunk], false
+			}
+			for _, n := range names {
+				got = append(got, n)
+				ids = append(ids, d.entries[n])
+			}
+			da = h.sim.srv.attrsOf(d)
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		h.update(da, false, nil)
+		for i, n := range got {
+			if !h.v4() { // READDIRPLUS returns handles and attributes
+				if c := h.sim.srv.inodes[ids[i]]; c != nil && !c.dead {
+					h.update(h.sim.srv.attrsOf(c), false, nil)
+				}
+				h.cacheDentry(id, n, ids[i], false)
+			}
+			out = append(out, n)
+			last = n
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+func (f hostFS) SyncDir(name string) error {
+	h := f.h
+	h.sim.mu.Lock()
+	defer h.sim.mu.Unlock()
+	if err := h.call("SyncDir", name); err != nil {
+		return pathErr("fsync", name, err)
+	}
+	// open(dir) costs the close-to-open GETATTR; fsync of a directory is a
+	// no-op of the Linux client because namespace operations are already
+	// stable at the server (N10).
+	_, _, id, err := h.resolve(name, true)
+	if err != nil {
+		return pathErr("fsync", name, err)
+	}
+	a, err := h.revalidate(id, name, !h.mount.NoCTO)
+	if err == nil && !a.mode.IsDir() {
+		err = syscall.ENOTDIR
+	}
+	return pathErr("fsync", name, err)
+}
+
+// LockLocal takes a whole-file lock as a nolock (or local_lock) mount
+// does: it excludes only other lockers on this host, never other hosts
+// (N19). Taking it has the kernel's side effect: dirty pages are written
+// and cached pages and attributes dropped. It is not part of the vfs seam
+// on purpose: the engine never locks.
+func (h *Host) LockLocal(name string) (unlock func(), err error) {
+	h.sim.mu.Lock()
+	defer h.sim.mu.Unlock()
+	_, _, id, err := h.resolve(name, true)
+	if err != nil {
+		return nil, pathErr("lock", name, err)
+	}
+	if h.locks[id] {
+		return nil, pathErr("lock", name, syscall.EAGAIN)
+	}
+	if h.pages[id].hasDirty() {
+		if err := h.flush(id, name, true); err != nil {
+			return nil, pathErr("lock", name, err)
+		}
+	}
+	h.invalidateData(id)
+	delete(h.attrs, id)
+	h.locks[id] = true
+	return func() {
+		h.sim.mu.Lock()
+		defer h.sim.mu.Unlock()
+		delete(h.locks, id)
+	}, nil
+}
