@@ -40,10 +40,10 @@ type Host struct {
 	pages    map[fileID]*cachedFile
 	inflight []*writeReq
 	retained map[fileID][]*writeReq
-	opens    map[fileID]int       // local open descriptors (silly rename)
+	opens    map[fileID]int         // local open descriptors (silly rename)
 	silly    map[fileID][]sillyName // names to remove at last close
 	sillyN   uint32
-	werr     map[fileID]error   // write errors awaiting fsync/close (N11)
+	werr     map[fileID]error // write errors awaiting fsync/close (N11)
 	failNext map[fileID]syscall.Errno
 	deleg    map[fileID]bool // v4 read delegations held (N20)
 	locks    map[fileID]bool // local-only locks (N19)

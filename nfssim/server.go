@@ -53,14 +53,14 @@ type drcKey struct {
 }
 
 type server struct {
-	sim    *Sim
-	inodes map[fileID]*inode
-	nextID fileID
-	epoch  uint64 // write verifier
-	upAt   time.Duration
+	sim        *Sim
+	inodes     map[fileID]*inode
+	nextID     fileID
+	epoch      uint64 // write verifier
+	upAt       time.Duration
 	graceUntil time.Duration
-	drc    map[drcKey]error
-	drcQ   []drcKey
+	drc        map[drcKey]error
+	drcQ       []drcKey
 }
 
 func newServer(s *Sim) *server {
