@@ -57,7 +57,7 @@ const (
 // A torn or half-flushed set leaves a word that is neither all zero nor a
 // value with its check, so it reads as ErrTorn, never as a wrong value.
 const (
-	SetOnceSize         = 16                 // part of the on-disk format
+	SetOnceSize         = 16                  // part of the on-disk format
 	SetOnceMagic uint64 = 0x314F5453_43524141 // "AARCSTO1"; part of the on-disk format
 )
 

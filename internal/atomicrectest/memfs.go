@@ -251,7 +251,7 @@ func (m *FS) Crash(rng *rand.Rand, tearBytes int) *FS {
 		var pieces []write
 		for _, w := range n.pending {
 			for start := int64(0); start < int64(len(w.data)); {
-				end := (w.off + start)/int64(tearBytes)*int64(tearBytes) + int64(tearBytes) - w.off
+				end := (w.off+start)/int64(tearBytes)*int64(tearBytes) + int64(tearBytes) - w.off
 				end = min(end, int64(len(w.data)))
 				pieces = append(pieces, write{off: w.off + start, data: w.data[start:end]})
 				start = end
@@ -295,7 +295,7 @@ func (m *FS) CrashKeep(tearBytes int, keep func(i int) bool) (*FS, int) {
 		img := append([]byte(nil), n.durable...)
 		for _, w := range n.pending {
 			for start := int64(0); start < int64(len(w.data)); {
-				end := (w.off + start)/int64(tearBytes)*int64(tearBytes) + int64(tearBytes) - w.off
+				end := (w.off+start)/int64(tearBytes)*int64(tearBytes) + int64(tearBytes) - w.off
 				end = min(end, int64(len(w.data)))
 				if keep(i) {
 					img = applyWrite(img, w.off+start, w.data[start:end])
