@@ -192,7 +192,8 @@ func (r *Reader) Invalidate(off, length int64) {
 }
 
 // ReadAt reads len(p) bytes at off, like io.ReaderAt: n < len(p) comes with a
-// non-nil error, io.EOF (unwrapped) at end of file. Every block it touches is
+// non-nil error, io.EOF (unwrapped) at end of file; an empty p returns 0, nil
+// without I/O, as os.File.ReadAt does. Every block it touches is
 // served from the cache or read from the file with exactly one aligned ReadAt
 // of BlockSize bytes; when several are needed, and for read-ahead, the reads
 // are issued in parallel and ReadAt returns when all of them have finished,
@@ -358,8 +359,11 @@ func (r *Reader) readRound(p []byte, off int64, st *readState) (int, error) {
 				ft.err = fmt.Errorf("readahead: read %s: ends at %d, immutable up to %d: %w", r.f.Name(), start+int64(ft.n), claimHi, ErrShortImmutable)
 				continue
 			}
-			// Keep only what was read, so the memory bound counts real bytes.
-			ft.data = append([]byte(nil), ft.data[:ft.n]...)
+			// Keep only what was read, so the memory bound counts real bytes
+			// (make, not append: append may round the capacity up).
+			short := make([]byte, ft.n)
+			copy(short, ft.data)
+			ft.data = short
 		} else if fs.sizeHint >= 0 && start+bs > fs.sizeHint {
 			fs.sizeHint = -1 // grew past what we knew
 		}
