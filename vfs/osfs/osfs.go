@@ -328,17 +328,22 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 	}
 	n := 0
 	err := f.use("read", func(fd int) error {
-		for n < len(p) {
+		// At least one pread, even for an empty p, so that the kernel
+		// checks the descriptor (EBADF on a WriteOnly file). Every pass
+		// reads at least a byte or ends the loop.
+		for {
 			m, err := retry(func() (int, error) { return unix.Pread(fd, p[n:], off+int64(n)) })
 			if err != nil {
 				return err
 			}
+			n += m
+			if n == len(p) {
+				return nil
+			}
 			if m == 0 {
 				return io.EOF
 			}
-			n += m
 		}
-		return nil
 	})
 	return n, err
 }
@@ -381,10 +386,12 @@ func (f *File) Write(p []byte) (int, error) {
 }
 
 // writeAll calls write with the rest of p until all of p is written, the
-// write fails, or it makes no progress.
+// write fails, or it makes no progress. It calls write at least once, even
+// for an empty p, so that the kernel checks the descriptor as write(2)
+// does.
 func writeAll(p []byte, write func(q []byte) (int, error)) (int, error) {
 	n := 0
-	for n < len(p) {
+	for {
 		rest := p[n:]
 		m, err := retry(func() (int, error) { return write(rest) })
 		if m > 0 {
@@ -393,11 +400,13 @@ func writeAll(p []byte, write func(q []byte) (int, error)) (int, error) {
 		if err != nil {
 			return n, err
 		}
+		if n == len(p) {
+			return n, nil
+		}
 		if m <= 0 {
 			return n, io.ErrShortWrite
 		}
 	}
-	return n, nil
 }
 
 // Sync makes the file's data and metadata durable (fsync(2)).

@@ -16,7 +16,7 @@ import (
 )
 
 // newFS returns an FS on a new temporary directory, closed at the end of
-// the test.
+// the test unless the test closed it.
 func newFS(t *testing.T) vfs.FS {
 	t.Helper()
 	fsys, err := osfs.New(t.TempDir())
@@ -24,7 +24,7 @@ func newFS(t *testing.T) vfs.FS {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := fsys.Close(); err != nil {
+		if err := fsys.Close(); err != nil && !errors.Is(err, fs.ErrClosed) {
 			t.Errorf("closing the FS: %v", err)
 		}
 	})
@@ -274,5 +274,37 @@ func TestSymlinkLeavesRoot(t *testing.T) {
 	}
 	if data, err := vfstest.ReadFile(fsys, "l"); err != nil || string(data) != "out" {
 		t.Errorf("reading through a link out of the root: %q, %v", data, err)
+	}
+}
+
+// TestEmptyIO checks that an empty ReadAt or WriteAt still asks the
+// kernel, which checks the descriptor's access mode (a difference the
+// differential test found: osfs used to skip the call).
+func TestEmptyIO(t *testing.T) {
+	fsys := newFS(t)
+	w, err := fsys.OpenFile("f", vfs.WriteOnly|vfs.Create, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if n, err := w.ReadAt(nil, 0); n != 0 || !errors.Is(err, syscall.EBADF) {
+		t.Errorf("empty ReadAt on a WriteOnly file = %d, %v; want EBADF", n, err)
+	}
+	if n, err := w.WriteAt(nil, 0); n != 0 || err != nil {
+		t.Errorf("empty WriteAt on a WriteOnly file = %d, %v; want 0, nil", n, err)
+	}
+	r, err := fsys.OpenFile("f", vfs.ReadOnly, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if n, err := r.WriteAt(nil, 0); n != 0 || !errors.Is(err, syscall.EBADF) {
+		t.Errorf("empty WriteAt on a ReadOnly file = %d, %v; want EBADF", n, err)
+	}
+	if n, err := r.Write(nil); n != 0 || !errors.Is(err, syscall.EBADF) {
+		t.Errorf("empty Write on a ReadOnly file = %d, %v; want EBADF", n, err)
+	}
+	if n, err := r.ReadAt(nil, 100); n != 0 || err != nil {
+		t.Errorf("empty ReadAt past the end = %d, %v; want 0, nil", n, err)
 	}
 }

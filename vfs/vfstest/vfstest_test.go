@@ -247,7 +247,7 @@ func TestErrClass(t *testing.T) {
 		{&fs.PathError{Op: "open", Path: "f", Err: syscall.EEXIST}, "EEXIST"},
 		{&vfs.LinkError{Op: "rename", Old: "a", New: "b", Err: syscall.ENOTEMPTY}, "ENOTEMPTY"},
 		{fmt.Errorf("step: %w", &fs.PathError{Op: "open", Path: "f", Err: vfs.ErrStale}), "ESTALE"},
-		{&fs.PathError{Op: "open", Path: "/f", Err: fs.ErrInvalid}, "invalid"},
+		{&fs.PathError{Op: "open", Path: "/f", Err: fs.ErrInvalid}, "EINVAL"},
 		{syscall.Errno(250), "errno 250"},
 		{errors.New("something"), "other"},
 	} {
@@ -349,6 +349,13 @@ func TestRunner(t *testing.T) {
 		if (got == tc.want) != (i < 2) {
 			t.Errorf("broken FS, op %d, %v = %v", i, tc.op, got)
 		}
+	}
+}
+
+func TestResultString(t *testing.T) {
+	r := Result{Err: "EOF", N: 2, Data: "ab"}
+	if got, want := r.String(), "{Err:EOF N:2 Data:ab Type:---------- Size:0 Nlink:0}"; got != want {
+		t.Errorf("String() = %s, want %s", got, want)
 	}
 }
 
