@@ -243,7 +243,6 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 	if !st.sequential {
 		r.window = 1
 	}
-	c.mu.Unlock()
 
 	// A round reads what it can in one batch of parallel reads. It stops
 	// after the block holding the last known end of file, so a read past the
@@ -251,8 +250,8 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 	// (the file grew), the next round goes on. Every round copies at least
 	// one byte or returns, so there are at most last-first+1 rounds.
 	n := 0
-	for range st.last - st.first + 1 {
-		m, err := r.readRound(p[n:], off+int64(n), &st)
+	for i := range st.last - st.first + 1 {
+		m, err := r.readRound(p[n:], off+int64(n), &st, i == 0)
 		n += m
 		if err != nil || n == len(p) {
 			return n, err
@@ -271,7 +270,8 @@ type readState struct {
 }
 
 // readRound serves p at off from the cache and one batch of block reads.
-func (r *Reader) readRound(p []byte, off int64, st *readState) (int, error) {
+// It is called with c.mu held when locked is true, and returns without it.
+func (r *Reader) readRound(p []byte, off int64, st *readState, locked bool) (int, error) {
 	c := r.c
 	bs := c.blockSize
 	end := off + int64(len(p))
@@ -279,7 +279,9 @@ func (r *Reader) readRound(p []byte, off int64, st *readState) (int, error) {
 
 	// Plan under the lock: which demanded blocks are cached, which must be
 	// read, and which to read ahead.
-	c.mu.Lock()
+	if !locked {
+		c.mu.Lock()
+	}
 	if r.closed {
 		c.mu.Unlock()
 		return 0, ErrClosed
