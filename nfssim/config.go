@@ -222,7 +222,11 @@ type Config struct {
 	// system call of every host; it lets a proof inject a crash or a lost
 	// reply at an exact point. See Point.
 	Fault func(Point) Fault
-	_     struct{}
+	// Disable switches anomalies off, making the simulation kinder than
+	// NFS. It exists so that each anomaly's test can show that it fails
+	// without the anomaly; a proof of the engine must never set it.
+	Disable Anomalies
+	_       struct{}
 }
 
 // DefaultConfig returns a configuration with the given seed and the

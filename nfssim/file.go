@@ -85,6 +85,9 @@ func (h *Host) takeDirty(id fileID, pick func() bool) []*writeReq {
 		return nil
 	}
 	ps, ws := int64(h.mount.PageSize), int64(h.mount.WSize)
+	if h.sim.kind(N8) {
+		ws = 1 << 62
+	}
 	var reqs []*writeReq
 	var cur *writeReq
 	for _, idx := range cf.sortedDirty() {
@@ -117,7 +120,9 @@ func (h *Host) takeDirty(id fileID, pick func() bool) []*writeReq {
 func (h *Host) flush(id fileID, p string, commit bool) error {
 	reqs := h.takeDirty(id, nil)
 	stable := commit && len(reqs) == 1 && len(h.retained[id]) == 0
-	h.rng.Shuffle(len(reqs), func(i, j int) { reqs[i], reqs[j] = reqs[j], reqs[i] })
+	if !h.sim.kind(N7) {
+		h.rng.Shuffle(len(reqs), func(i, j int) { reqs[i], reqs[j] = reqs[j], reqs[i] })
+	}
 	h.inflight = append(h.inflight, reqs...)
 	for _, w := range reqs {
 		if err := h.sendWrite(w, stable, p); errors.Is(err, ErrHostDown) {
@@ -140,6 +145,7 @@ func (h *Host) dropInflight(w *writeReq) {
 }
 
 func (h *Host) sendWrite(w *writeReq, stable bool, p string) error {
+	stable = stable || h.sim.kind(N10)
 	var pre, post attrs
 	var ep uint64
 	err := h.rpc(WRITE, p, len(w.data), func() error {
@@ -278,6 +284,7 @@ func (h *Host) open(name string, flag vfs.Flag, perm fs.FileMode) (*file, error)
 			return nil, err
 		}
 		if h.v4() {
+			h.localOpen = false
 			id, created, err = h.openV4(dir, base, name, flag, perm)
 		} else {
 			id, created, err = h.openV3(dir, base, name, flag, perm)
@@ -286,7 +293,10 @@ func (h *Host) open(name string, flag vfs.Flag, perm fs.FileMode) (*file, error)
 			return nil, err
 		}
 	}
-	a := h.attrs[id].a
+	a, err := h.known(id, name)
+	if err != nil {
+		return nil, err
+	}
 	if a.mode.IsDir() && acc != vfs.ReadOnly {
 		h.releaseV4(id, name)
 		return nil, syscall.EISDIR
@@ -297,7 +307,7 @@ func (h *Host) open(name string, flag vfs.Flag, perm fs.FileMode) (*file, error)
 		}
 	}
 	h.opens[id]++
-	return &file{h: h, id: id, name: name, flag: flag, inc: h.incarnation, dir: a.mode.IsDir(), v4: h.v4() && id != rootID}, nil
+	return &file{h: h, id: id, name: name, flag: flag, inc: h.incarnation, dir: a.mode.IsDir(), v4: h.v4() && id != rootID && !h.localOpen}, nil
 }
 
 // openV3: exclusive create is CREATE(EXCLUSIVE)+SETATTR (N13); create is
@@ -323,10 +333,17 @@ func (h *Host) openV3(dir fileID, base, p string, flag vfs.Flag, perm fs.FileMod
 	}
 	for try := 0; try < 2; try++ {
 		id, fresh, err := h.lookup(dir, base, p)
+		if h.sim.kind(N5) { // the server resolves the name, as v4 does
+			id, fresh, err = h.lookupRPC(dir, base, p)
+		}
 		if err != nil {
 			return 0, false, err
 		}
-		if mode := h.attrs[id].a.mode; mode&fs.ModeSymlink != 0 {
+		ka, err := h.known(id, p)
+		if err != nil {
+			return 0, false, err
+		}
+		if ka.mode&fs.ModeSymlink != 0 {
 			_, _, id, err = h.resolve(p, true)
 			if err != nil {
 				return 0, false, err
@@ -379,7 +396,10 @@ func (h *Host) createExclusive(dir fileID, base, p string, perm fs.FileMode) (fi
 		}
 		pre = srv.attrsOf(d)
 		n, _ := srv.create(dir, base, 0)
-		if !guarded {
+		if h.sim.kind(N13) || h.sim.kind(N18) { // one atomic RPC with the attributes
+			n.mode = perm.Perm()
+			guarded = true
+		} else if !guarded {
 			n.verf, n.hasVerf = verf, true
 			n.mtime, n.ctime = garbageTime(verf), garbageTime(verf>>32)
 		}
@@ -470,7 +490,7 @@ func (h *Host) openV4(dir fileID, base, p string, flag vfs.Flag, perm fs.FileMod
 			return 0, false, syscall.ENOENT
 		}
 		if !d.neg && h.deleg[d.id] && flag.AccessMode() == vfs.ReadOnly {
-			h.sim.srv.inodes[d.id].openers[h]++
+			h.localOpen = true
 			return d.id, false, nil
 		}
 		cached = !d.neg
@@ -581,7 +601,7 @@ func (h *Host) recallDelegations(n *inode) {
 		if o == h || !o.deleg[n.id] {
 			continue
 		}
-		if o.paused {
+		if o.paused && !h.sim.kind(N20) {
 			h.sim.now += h.sim.cfg.Server.LeaseTime
 		}
 		delete(o.deleg, n.id)
@@ -685,7 +705,7 @@ func (h *Host) read(f *file, p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, syscall.EINVAL
 	}
-	a, err := h.revalidate(f.id, f.name, false) // N1: only when expired
+	a, err := h.revalidate(f.id, f.name, h.sim.kind(N2)) // N1: only when expired
 	if err != nil {
 		return 0, err
 	}
@@ -796,6 +816,9 @@ func (h *Host) readRPC(id fileID, p string, off int64, length int) ([]byte, attr
 	var data []byte
 	var a attrs
 	unit := h.sim.cfg.Server.ReadTearUnit
+	if h.sim.kind(N8) {
+		unit = 0
+	}
 	first := length
 	if unit > 0 && unit < length {
 		first = unit
@@ -854,6 +877,11 @@ func (f *file) Write(p []byte) (int, error) {
 			return 0, pathErr("write", f.name, err)
 		}
 		off = a.size
+		if h.sim.kind(N12) { // append at the server's end of file
+			if n, err := h.sim.srv.get(f.id); err == nil {
+				off = max(int64(len(n.data)), off)
+			}
+		}
 	}
 	n, err := h.write(f, p, off)
 	f.pos = off + int64(n)
@@ -877,8 +905,12 @@ func (h *Host) write(f *file, p []byte, off int64) (int, error) {
 	if end := off + int64(len(p)); end > newSize {
 		newSize = end
 	}
-	sync := f.flag.Has(vfs.DSync) || h.mount.NoAC
-	extend := !h.mount.NoAlignWrite && !sync
+	sync := f.flag.Has(vfs.DSync) || h.mount.NoAC || h.sim.kind(N7)
+	extend := !h.mount.NoAlignWrite && !sync && !h.sim.kind(N9)
+	if errno := h.failNext[f.id]; errno != 0 && h.sim.kind(N11) {
+		delete(h.failNext, f.id)
+		return 0, errno
+	}
 	for done := 0; done < len(p); {
 		pos := off + int64(done)
 		idx := pos / ps

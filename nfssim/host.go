@@ -32,6 +32,11 @@ type Host struct {
 	retrans uint64
 	xid     uint64
 
+	*caches
+}
+
+// caches is everything a host keeps in memory and loses in a crash.
+type caches struct {
 	attrs    map[fileID]*attrEntry
 	access   map[fileID]bool
 	dents    map[fileID]map[string]*dentry
@@ -47,6 +52,8 @@ type Host struct {
 	failNext map[fileID]syscall.Errno
 	deleg    map[fileID]bool // v4 read delegations held (N20)
 	locks    map[fileID]bool // local-only locks (N19)
+	// localOpen: the last v4 open was served by a delegation.
+	localOpen bool
 }
 
 type attrEntry struct {
@@ -90,6 +97,15 @@ func newHost(s *Sim, name string, m Mount) *Host {
 
 // reset empties every cache: a fresh boot.
 func (h *Host) reset() {
+	if h.sim.kind(N22) { // one cache for every host: kinder than NFS
+		for _, o := range h.sim.hosts {
+			if o != h && o.caches != nil {
+				h.caches = o.caches
+				return
+			}
+		}
+	}
+	h.caches = &caches{}
 	h.attrs = map[fileID]*attrEntry{}
 	h.access = map[fileID]bool{}
 	h.dents = map[fileID]map[string]*dentry{}
@@ -120,6 +136,9 @@ func (h *Host) FS() vfs.FS { return hostFS{h} }
 func (h *Host) Clock() time.Time {
 	h.sim.mu.Lock()
 	defer h.sim.mu.Unlock()
+	if h.sim.kind(N18) {
+		return h.sim.srv.stamp()
+	}
 	return epoch.Add(h.sim.now + h.mount.ClockSkew)
 }
 
@@ -380,6 +399,9 @@ func (h *Host) rpc(r RPC, p string, payload int, exec func() error) error {
 	}
 	// The reply was lost: retransmit the same xid.
 	h.retrans++
+	if h.sim.kind(N14) {
+		return err // a perfect reply cache
+	}
 	if nonIdempotent(r) {
 		if cached, ok := s.srv.drc[key]; ok {
 			return cached
@@ -412,6 +434,9 @@ func (h *Host) differs(a, b attrs) bool {
 	if a.id != b.id || a.gen != b.gen {
 		return true
 	}
+	if h.sim.kind(N3) {
+		return a.ver != b.ver
+	}
 	if h.v4() {
 		return a.change != b.change
 	}
@@ -426,6 +451,9 @@ func (h *Host) attrValid(id fileID) (*attrEntry, bool) {
 	}
 	if h.deleg[id] {
 		return e, true
+	}
+	if h.sim.kind(N1) && !e.a.mode.IsDir() {
+		return e, false
 	}
 	return e, h.sim.now < e.fetchedAt+e.timeo
 }
@@ -443,9 +471,18 @@ func (h *Host) update(a attrs, revalidation bool, pre *attrs) *attrEntry {
 		h.attrs[a.id] = e
 		return e
 	}
-	changed := h.differs(e.a, a)
+	cmp := e.a
+	pending := h.pending(a.id)
+	if pending {
+		// Our own unwritten extension explains a smaller server size.
+		cmp.size = a.size
+	}
+	changed := h.differs(cmp, a)
 	if pre != nil {
-		changed = h.differs(e.a, *pre)
+		// wcc_data: the size before our own write may differ from our
+		// cached size (our extension); times tell a change by others.
+		cmp.size = pre.size
+		changed = h.differs(cmp, *pre)
 	}
 	switch {
 	case changed:
@@ -463,12 +500,26 @@ func (h *Host) update(a attrs, revalidation bool, pre *attrs) *attrEntry {
 			e.timeo = hi
 		}
 	}
-	if h.pages[a.id].hasDirty() && a.size < e.a.size {
+	if pending && a.size < e.a.size {
 		a.size = e.a.size // our own unwritten extension
 	}
 	e.a = a
 	e.fetchedAt = h.sim.now
 	return e
+}
+
+// pending reports whether this host has written data of the file that the
+// server may not have yet (dirty pages or WRITEs in flight).
+func (h *Host) pending(id fileID) bool {
+	if h.pages[id].hasDirty() {
+		return true
+	}
+	for _, w := range h.inflight {
+		if w.id == id {
+			return true
+		}
+	}
+	return false
 }
 
 // getattr sends GETATTR and updates the cache.
@@ -495,6 +546,15 @@ func (h *Host) getattr(id fileID, p string) (attrs, error) {
 // within their timeout and force is false (N1).
 func (h *Host) revalidate(id fileID, p string, force bool) (attrs, error) {
 	if e, ok := h.attrValid(id); ok && (!force || h.deleg[id]) {
+		return e.a, nil
+	}
+	return h.getattr(id, p)
+}
+
+// known returns cached attributes, expired or not, fetching them only if
+// the host has none (the file type never changes).
+func (h *Host) known(id fileID, p string) (attrs, error) {
+	if e := h.attrs[id]; e != nil {
 		return e.a, nil
 	}
 	return h.getattr(id, p)
@@ -540,7 +600,7 @@ func (h *Host) cachedDentry(dir fileID, name string) (*dentry, bool) {
 	if d == nil || h.mount.LookupCache == LookupNone {
 		return nil, false
 	}
-	if d.neg && h.mount.LookupCache == LookupPositive {
+	if d.neg && (h.mount.LookupCache == LookupPositive || h.sim.kind(N4)) {
 		return nil, false
 	}
 	e, ok := h.attrValid(dir)
@@ -659,7 +719,11 @@ walkLoop:
 				return cur, p, 0, err
 			}
 			last := i == len(parts)-1
-			mode := h.attrs[id].a.mode
+			ca, err := h.known(id, name)
+			if err != nil {
+				return 0, "", 0, err
+			}
+			mode := ca.mode
 			if last && (!follow || mode&fs.ModeSymlink == 0) {
 				return cur, p, id, nil
 			}
@@ -700,7 +764,9 @@ func (h *Host) resolveParent(op, name string) (fileID, string, error) {
 	if err != nil {
 		return 0, "", err
 	}
-	if !h.attrs[dir].a.mode.IsDir() {
+	if da, err := h.known(dir, name); err != nil {
+		return 0, "", err
+	} else if !da.mode.IsDir() {
 		return 0, "", syscall.ENOTDIR
 	}
 	return dir, parts[len(parts)-1], nil
@@ -802,7 +868,7 @@ func (h *Host) renameRPC(odir fileID, oname string, ndir fileID, nname, p string
 			if dst.isDir() && len(dst.entries) > 0 {
 				return syscall.ENOTEMPTY
 			}
-			srv.unlinkInode(dst)
+			srv.unlinkInode(dst, true)
 		}
 		delete(o.entries, oname)
 		srv.touch(o, true)
@@ -858,7 +924,7 @@ func (h *Host) removeRPC(dir fileID, name string, r RPC, p string) error {
 		pre = srv.attrsOf(d)
 		delete(d.entries, name)
 		srv.touch(d, true)
-		srv.unlinkInode(n)
+		srv.unlinkInode(n, false)
 		da, ta = srv.attrsOf(d), srv.attrsOf(n)
 		return nil
 	})
@@ -975,6 +1041,7 @@ func (f hostFS) Link(oldname, newname string) error {
 		if err != nil {
 			return err
 		}
+		a = srv.attrsOf(n) // LINK3resfail carries them too
 		if n.isDir() {
 			return syscall.EPERM
 		}
@@ -993,6 +1060,9 @@ func (f hostFS) Link(oldname, newname string) error {
 		return nil
 	})
 	if err != nil {
+		if a.id != 0 {
+			h.update(a, false, nil)
+		}
 		if errors.Is(err, syscall.EEXIST) {
 			h.cacheDentryIfAbsent(dir, base)
 		}
@@ -1093,7 +1163,7 @@ func (f hostFS) Rename(oldname, newname string) error {
 		}
 	}
 	// A target this host has open is silly-renamed first (N17).
-	if tid, _, terr := h.lookup(ndir, nbase, newname); terr == nil && tid != id && h.opens[tid] > 0 {
+	if tid, _, terr := h.lookup(ndir, nbase, newname); terr == nil && tid != id && h.opens[tid] > 0 && !h.sim.kind(N17) {
 		if err := h.sillyRename(ndir, nbase, tid, newname); err != nil {
 			return linkErr("rename", oldname, newname, err)
 		}
@@ -1116,8 +1186,12 @@ func (f hostFS) Remove(name string) error {
 	if err != nil {
 		return pathErr("remove", name, err)
 	}
-	isDir := h.attrs[id] != nil && h.attrs[id].a.mode.IsDir()
-	if !isDir && h.opens[id] > 0 {
+	ka, err := h.known(id, name)
+	if err != nil {
+		return pathErr("remove", name, err)
+	}
+	isDir := ka.mode.IsDir()
+	if !isDir && h.opens[id] > 0 && !h.sim.kind(N17) {
 		if strings.HasPrefix(base, ".nfs") {
 			return pathErr("remove", name, syscall.EBUSY)
 		}
@@ -1189,7 +1263,7 @@ func (f hostFS) ReadDir(name string) ([]string, error) {
 		return nil, pathErr("readdir", name, syscall.ENOTDIR)
 	}
 	e := h.attrs[id]
-	if l := h.listings[id]; l != nil && l.gen == e.gen && h.mount.LookupCache != LookupNone {
+	if l := h.listings[id]; l != nil && l.gen == e.gen && h.mount.LookupCache != LookupNone && !h.sim.kind(N6) {
 		return append([]string(nil), l.names...), nil
 	}
 	names, err := h.readdirRPC(id, name)
@@ -1226,7 +1300,7 @@ func (h *Host) readdirRPC(id fileID, p string) ([]string, error) {
 			}
 			sort.Strings(names)
 			got, ids, done = nil, nil, true
-			if len(names) > h.mount.ReaddirChunk {
+			if len(names) > h.mount.ReaddirChunk && !h.sim.kind(N6) {
 				names, done = names[:h.mount.ReaddirChunk], false
 			}
 			for _, n := range names {
@@ -1290,6 +1364,11 @@ func (h *Host) LockLocal(name string) (unlock func(), err error) {
 	}
 	if h.locks[id] {
 		return nil, pathErr("lock", name, syscall.EAGAIN)
+	}
+	for _, o := range h.sim.hosts {
+		if o != h && o.locks[id] && h.sim.kind(N19) { // kinder: exclusion across hosts
+			return nil, pathErr("lock", name, syscall.EAGAIN)
+		}
 	}
 	if h.pages[id].hasDirty() {
 		if err := h.flush(id, name, true); err != nil {

@@ -22,6 +22,7 @@ type inode struct {
 	mtime   time.Time
 	ctime   time.Time
 	change  uint64
+	ver     uint64            // a true modification counter, for Disable(N3)
 	target  string            // symlink
 	entries map[string]fileID // directory
 	// verf is the EXCLUSIVE create verifier stored with the file (N13).
@@ -45,6 +46,7 @@ type attrs struct {
 	mtime  time.Time
 	ctime  time.Time
 	change uint64
+	ver    uint64
 }
 
 type drcKey struct {
@@ -73,8 +75,11 @@ func newServer(s *Sim) *server {
 
 // stamp is the server's clock, quantized to its timestamp granularity.
 func (srv *server) stamp() time.Time {
-	g := srv.sim.cfg.Server.Granularity
-	t := srv.sim.now + srv.sim.cfg.Server.Skew
+	g, skew := srv.sim.cfg.Server.Granularity, srv.sim.cfg.Server.Skew
+	if srv.sim.kind(N18) {
+		g, skew = 1, 0
+	}
+	t := srv.sim.now + skew
 	return epoch.Add(t - t%g)
 }
 
@@ -98,6 +103,7 @@ func (srv *server) touch(n *inode, data bool) {
 	}
 	n.ctime = now
 	n.change++
+	n.ver++
 	if srv.sim.cfg.Server.ChangeMode == ChangeCTime {
 		n.change = uint64(now.UnixNano())
 	}
@@ -105,7 +111,7 @@ func (srv *server) touch(n *inode, data bool) {
 
 func (srv *server) attrsOf(n *inode) attrs {
 	return attrs{id: n.id, gen: n.gen, mode: n.mode, nlink: n.nlink, size: int64(len(n.data)),
-		mtime: n.mtime, ctime: n.ctime, change: n.change}
+		mtime: n.mtime, ctime: n.ctime, change: n.change, ver: n.ver}
 }
 
 // get returns the live inode of a file handle, or ESTALE.
@@ -148,7 +154,7 @@ func (srv *server) addEntry(d *inode, name string, n *inode) {
 
 // unlinkInode drops one link of n; when none is left the inode dies
 // unless the server preserves files that hosts hold open.
-func (srv *server) unlinkInode(n *inode) {
+func (srv *server) unlinkInode(n *inode, byRename bool) {
 	n.nlink--
 	if n.isDir() {
 		n.nlink = 0
@@ -157,6 +163,9 @@ func (srv *server) unlinkInode(n *inode) {
 	if n.nlink <= 0 {
 		if srv.sim.cfg.Server.Unlinked == UnlinkedPreserve && n.openCount() > 0 {
 			return
+		}
+		if (byRename && srv.sim.kind(N15)) || (!byRename && srv.sim.kind(N16)) {
+			return // kinder than NFS: the object outlives its names
 		}
 		n.dead = true
 	}
@@ -258,6 +267,9 @@ func (srv *server) read(n *inode, off int64, length int) []byte {
 // verifier; the namespace and stable data survive. The server is back
 // after outage; v4 opens wait for the grace period.
 func (srv *server) crash(outage time.Duration) {
+	if srv.sim.kind(N21) {
+		return // kinder than NFS: the server never loses anything
+	}
 	for _, n := range srv.inodes {
 		if !n.isDir() && n.mode&fs.ModeSymlink == 0 {
 			n.data = append(n.stable[:0:0], n.stable...)
