@@ -214,7 +214,9 @@ func (c *Cache) BlockSize() int64 { return c.blockSize }
 // Readers of the same id share cached blocks, the immutable claim and the
 // revalidation baseline, just as all the file descriptors of one NFS client
 // share its page cache (N22); each Reader has its own read-ahead window.
-// The caller keeps ownership of f: close the Reader, then f.
+// The caller keeps ownership of f: close the Reader, then f. The cache calls
+// f.ReadAt from several goroutines at once (read-ahead reads in parallel), as
+// pread and every vfs implementation allow.
 func (c *Cache) Open(f vfs.File, id FileID) *Reader {
 	c.mu.Lock()
 	defer c.mu.Unlock()

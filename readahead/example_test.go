@@ -5,20 +5,22 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"sync/atomic"
 
 	"github.com/nfsindex/nfsindex/readahead"
 	"github.com/nfsindex/nfsindex/vfs"
 )
 
 // memFile is the smallest vfs.File for the example: bytes in memory, with
-// the ReadAt calls counted (each would be one READ RPC on NFS).
+// the ReadAt calls counted (each would be one READ RPC on NFS). The cache
+// calls ReadAt from several goroutines at once, as pread allows.
 type memFile struct {
 	data  []byte
-	reads int
+	reads atomic.Int64
 }
 
 func (f *memFile) ReadAt(p []byte, off int64) (int, error) {
-	f.reads++
+	f.reads.Add(1)
 	if off >= int64(len(f.data)) {
 		return 0, io.EOF
 	}
@@ -84,17 +86,17 @@ func Example() {
 		}
 		return last
 	}
-	f.reads = 0
+	f.reads.Store(0)
 	last := readAll()
-	fmt.Printf("open: last UID %d, %d reads for %d bytes\n", last, f.reads, fi.Size)
+	fmt.Printf("open: last UID %d, %d reads for %d bytes\n", last, f.reads.Load(), fi.Size)
 
-	f.reads = 0
+	f.reads.Store(0)
 	changed, err := r.Revalidate()
 	if err != nil {
 		log.Fatal(err)
 	}
 	readAll()
-	fmt.Printf("sync: changed %v, %d reads\n", changed, f.reads)
+	fmt.Printf("sync: changed %v, %d reads\n", changed, f.reads.Load())
 
 	s := c.Stats()
 	fmt.Printf("stats: %d read calls, %d stat calls, %d RPCs saved\n", s.ReadCalls, s.StatCalls, s.RPCsSaved)
