@@ -6,10 +6,15 @@
 // # Layout
 //
 // A record has two copies (slot 0 and slot 1), one Layout.Stride() apart.
-// Each copy carries a magic, a format version, its slot, the record's file
-// offset, the payload capacity, the payload length, a generation (1, 2, 3,
-// ... one per write) and an xxhash64 checksum of all of it (format.go has
-// the byte table). With Layout.Align = 0 the copies are packed; with
+// Each copy carries a random per-write nonce, a magic, a format version, its
+// slot, the record's file offset, the payload capacity, the payload length,
+// a generation (1, 2, 3, ... one per write), the payload whitened with a
+// keystream of the nonce, and an xxhash64 checksum of all of it (format.go
+// has the byte table). The nonce makes every sector-sized piece of a copy
+// specific to one write, so the pieces a torn write left behind can never
+// be completed into a valid copy by a later write into the same slot: a
+// write that a reader once saw as not done never comes back (a zombie;
+// TestNoZombieWrite). With Layout.Align = 0 the copies are packed; with
 // PageAligned each copy starts on its own page and is padded to whole
 // pages, so a record never shares a page with another record (N9: two hosts
 // writing one page through their page caches lose updates) and its two

@@ -11,16 +11,29 @@ import (
 // format: changing one changes the bytes every existing file holds.
 //
 //	offset  size  field       meaning
-//	     0     4  magic       CopyMagic, "ARC1" in little-endian order
-//	     4     2  version     FormatVersion
-//	     6     1  slot        0 or 1: which of the two places this copy was written to
-//	     7     1  flags       0 (reserved; a reader rejects any other value)
-//	     8     8  offset      Layout.Offset of the record: binds the copy to its place
-//	    16     4  capacity    Layout.PayloadSize: binds the copy to its layout
-//	    20     4  length      payload bytes in use, <= capacity
-//	    24     8  generation  1 for the first write, +1 per write; never 0
-//	    32     C  payload     capacity bytes; bytes past length are zero
-//	  32+C     8  checksum    xxhash64 of bytes [0, 32+C)
+//	     0     8  nonce       random per write, never 0: makes every byte of a copy write-specific
+//	     8     4  magic       CopyMagic, "ARC1" in little-endian order
+//	    12     2  version     FormatVersion
+//	    14     1  slot        0 or 1: which of the two places this copy was written to
+//	    15     1  flags       0 (reserved; a reader rejects any other value)
+//	    16     8  offset      Layout.Offset of the record: binds the copy to its place
+//	    24     4  capacity    Layout.PayloadSize: binds the copy to its layout
+//	    28     4  length      payload bytes in use, <= capacity
+//	    32     8  generation  1 for the first write, +1 per write; never 0
+//	    40     C  payload     capacity bytes XOR the keystream of nonce; bytes past length are zero before the XOR
+//	  40+C     8  checksum    xxhash64 of bytes [0, 40+C) as stored
+//
+// The keystream is splitmix64 seeded with the nonce: word i (8 bytes,
+// little-endian, the last one cut short) is the i-th splitmix64 output.
+//
+// Why a nonce and a keystream: a write that tore in a crash leaves some
+// pieces of a copy behind. If a later write into the same slot had the same
+// bytes at the missing places (same header fields, same payload bytes, a
+// reused generation), a second crash could complete the old copy: a write
+// that a reader already saw as "not done" would come back (a zombie). With
+// the nonce first and the payload whitened, every piece of a copy that a
+// sector-granular tear can cut (at least 8 bytes, at 8-byte alignment) holds
+// write-specific bytes, so two writes never agree on a whole piece (2^-64).
 //
 // The copy for slot s starts at Layout.Offset + s*Layout.Stride(). Bytes
 // between the end of a copy and the next stride boundary are padding that
@@ -29,18 +42,19 @@ const (
 	CopyMagic     uint32 = 0x31435241 // "ARC1"; part of the on-disk format
 	FormatVersion uint16 = 1          // part of the on-disk format
 
-	offMagic    = 0  // part of the on-disk format
-	offVersion  = 4  // part of the on-disk format
-	offSlot     = 6  // part of the on-disk format
-	offFlags    = 7  // part of the on-disk format
-	offRecord   = 8  // part of the on-disk format
-	offCapacity = 16 // part of the on-disk format
-	offLength   = 20 // part of the on-disk format
-	offGen      = 24 // part of the on-disk format
-	offPayload  = 32 // part of the on-disk format
+	offNonce    = 0  // part of the on-disk format
+	offMagic    = 8  // part of the on-disk format
+	offVersion  = 12 // part of the on-disk format
+	offSlot     = 14 // part of the on-disk format
+	offFlags    = 15 // part of the on-disk format
+	offRecord   = 16 // part of the on-disk format
+	offCapacity = 24 // part of the on-disk format
+	offLength   = 28 // part of the on-disk format
+	offGen      = 32 // part of the on-disk format
+	offPayload  = 40 // part of the on-disk format
 
 	// CopyOverhead is the size of a copy minus its payload capacity: the
-	// 32-byte header and the 8-byte checksum. Part of the on-disk format.
+	// 40-byte header and the 8-byte checksum. Part of the on-disk format.
 	CopyOverhead = offPayload + 8
 	// packedAlign is the alignment of copies in a packed layout (Align 0).
 	// Part of the on-disk format.
@@ -140,16 +154,19 @@ func (l Layout) Validate() error {
 }
 
 // EncodeCopy returns the bytes of the copy of generation gen holding
-// payload, for slot of layout l: CopySize bytes, checksum last. It is the
-// only encoder of the format. It panics if its arguments break the
-// preconditions (a caller bug, never input from disk).
-func EncodeCopy(l Layout, slot int, gen uint64, payload []byte) []byte {
+// payload, for slot of layout l, written with nonce (random per write, not
+// 0): CopySize bytes, checksum last. It is the only encoder of the format.
+// It panics if its arguments break the preconditions (a caller bug, never
+// input from disk).
+func EncodeCopy(l Layout, slot int, gen, nonce uint64, payload []byte) []byte {
 	assert(l.Validate() == nil, "EncodeCopy: invalid layout")
 	assert(slot == 0 || slot == 1, "EncodeCopy: slot not 0 or 1")
 	assert(gen != 0, "EncodeCopy: generation 0")
+	assert(nonce != 0, "EncodeCopy: nonce 0")
 	assert(len(payload) <= l.PayloadSize, "EncodeCopy: payload larger than capacity")
 	b := make([]byte, l.CopySize())
 	le := binary.LittleEndian
+	le.PutUint64(b[offNonce:], nonce)
 	le.PutUint32(b[offMagic:], CopyMagic)
 	le.PutUint16(b[offVersion:], FormatVersion)
 	b[offSlot] = byte(slot)
@@ -160,11 +177,12 @@ func EncodeCopy(l Layout, slot int, gen uint64, payload []byte) []byte {
 	le.PutUint64(b[offGen:], gen)
 	copy(b[offPayload:], payload)
 	sumAt := offPayload + l.PayloadSize
+	whiten(b[offPayload:sumAt], nonce)
 	le.PutUint64(b[sumAt:], xxhash.Sum64(b[:sumAt]))
 	// Pair the assertion: what we are about to write must decode to itself.
 	if invariants {
 		v, err := DecodeCopy(l, slot, b)
-		assert(err == nil && v.Gen == gen && string(v.Payload) == string(payload), "EncodeCopy: round trip")
+		assert(err == nil && v.Gen == gen && v.Nonce == nonce && string(v.Payload) == string(payload), "EncodeCopy: round trip")
 	}
 	return b
 }
@@ -180,6 +198,8 @@ type Value struct {
 	// Sum is the copy's checksum: two copies with one generation and
 	// different sums were written by two writers (ErrConflict).
 	Sum uint64
+	// Nonce is the copy's random write identifier.
+	Nonce uint64
 }
 
 // DecodeCopy decodes the copy for slot of layout l from b (at least
@@ -220,12 +240,35 @@ func DecodeCopy(l Layout, slot int, b []byte) (Value, error) {
 	}
 	length := le.Uint32(b[offLength:])
 	gen := le.Uint64(b[offGen:])
-	if length > uint32(l.PayloadSize) || gen == 0 || !isZero(b[offPayload+int(length):sumAt]) {
+	nonce := le.Uint64(b[offNonce:])
+	if length > uint32(l.PayloadSize) || gen == 0 || nonce == 0 {
 		return Value{}, ErrLength
 	}
-	p := make([]byte, length)
-	copy(p, b[offPayload:])
-	return Value{Gen: gen, Payload: p, Slot: slot, Sum: sum}, nil
+	plain := make([]byte, l.PayloadSize) // bounded by MaxPayloadSize via Validate
+	copy(plain, b[offPayload:sumAt])
+	whiten(plain, nonce)
+	if !isZero(plain[length:]) {
+		return Value{}, ErrLength
+	}
+	return Value{Gen: gen, Payload: plain[:length:length], Slot: slot, Sum: sum, Nonce: nonce}, nil
+}
+
+// whiten XORs b with the splitmix64 keystream seeded with nonce (part of
+// the on-disk format). It is its own inverse.
+func whiten(b []byte, nonce uint64) {
+	x := nonce
+	for i := 0; i < len(b); i += 8 {
+		x += 0x9e3779b97f4a7c15
+		z := x
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+		z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+		z ^= z >> 31
+		var k [8]byte
+		binary.LittleEndian.PutUint64(k[:], z)
+		for j := 0; j < 8 && i+j < len(b); j++ {
+			b[i+j] ^= k[j]
+		}
+	}
 }
 
 // EncodeSetOnce returns the 16-byte set-once word holding v for a word that

@@ -2,10 +2,12 @@ package atomicrec
 
 import (
 	"context"
+	crand "crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 
 	"github.com/nfsindex/nfsindex/vfs"
 )
@@ -103,6 +105,9 @@ type Options struct {
 	// record, a conflict or a regression before it reports the error.
 	// Default 3; negative means 0.
 	Rereads int
+	// Rand draws the nonce of every write. Pass a seeded generator for a
+	// deterministic run (nfssim); nil means one seeded from crypto/rand.
+	Rand *rand.Rand
 
 	_ struct{} // forces keyed literals: Options will grow
 }
@@ -123,6 +128,7 @@ type Record struct {
 	path    string
 	rereads int
 	span    []byte
+	rng     *rand.Rand
 
 	// reader state: the newest generation returned, and its checksum.
 	seenGen uint64
@@ -141,7 +147,10 @@ func New(f vfs.File, l Layout, opts Options) (*Record, error) {
 	if err := l.Validate(); err != nil {
 		return nil, err
 	}
-	r := &Record{f: f, l: l, path: opts.Path, rereads: opts.Rereads, span: make([]byte, l.Size())}
+	r := &Record{f: f, l: l, path: opts.Path, rereads: opts.Rereads, span: make([]byte, l.Size()), rng: opts.Rand}
+	if r.rng == nil {
+		r.rng = NewRand()
+	}
 	if r.path == "" {
 		r.path = f.Name()
 	}
@@ -299,7 +308,8 @@ func (r *Record) Write(ctx context.Context, payload []byte) (Value, error) {
 	}
 	slot := 1 - r.slot
 	gen := r.maxGen + 1
-	b := EncodeCopy(r.l, slot, gen, payload)
+	nonce := r.rng.Uint64() | 1<<63 // never 0
+	b := EncodeCopy(r.l, slot, gen, nonce, payload)
 	if _, err := r.f.WriteAt(b, r.l.CopyOffset(slot)); err != nil {
 		r.pending = true
 		r.maxGen = gen
@@ -308,7 +318,7 @@ func (r *Record) Write(ctx context.Context, payload []byte) (Value, error) {
 	r.pending = true
 	r.maxGen = gen
 	v := Value{Gen: gen, Payload: append([]byte(nil), payload...), Slot: slot,
-		Sum: binary.LittleEndian.Uint64(b[offPayload+r.l.PayloadSize:])}
+		Sum: binary.LittleEndian.Uint64(b[offPayload+r.l.PayloadSize:]), Nonce: nonce}
 	return v, nil
 }
 
@@ -370,4 +380,14 @@ func (r *Record) Check(ctx context.Context) error {
 			ErrRegressed, r.path, r.l.Offset, c.Value.Gen, r.maxGen)
 	}
 	return nil
+}
+
+// NewRand returns a generator seeded from crypto/rand, for callers that do
+// not need a deterministic run.
+func NewRand() *rand.Rand {
+	var seed [32]byte
+	if _, err := crand.Read(seed[:]); err != nil {
+		panic("atomicrec: crypto/rand: " + err.Error()) // never fails on supported platforms
+	}
+	return rand.New(rand.NewChaCha8(seed))
 }

@@ -76,7 +76,7 @@ func TestLayoutGeometry(t *testing.T) {
 		t.Fatalf("page layout geometry: stride %d size %d copy1 %d end %d", l.Stride(), l.Size(), l.CopyOffset(1), l.End())
 	}
 	p := Layout{Offset: 16, PayloadSize: 1}
-	if p.CopySize() != 41 || p.Stride() != 48 {
+	if p.CopySize() != 49 || p.Stride() != 56 {
 		t.Fatalf("packed geometry: copy %d stride %d", p.CopySize(), p.Stride())
 	}
 }
@@ -444,8 +444,8 @@ func TestTwoWritersConflict(t *testing.T) {
 func TestSameGenerationBothCopies(t *testing.T) {
 	l := testLayouts[0].l
 	img := make([]byte, l.End())
-	copy(img[l.CopyOffset(0):], EncodeCopy(l, 0, 7, []byte("x")))
-	copy(img[l.CopyOffset(1):], EncodeCopy(l, 1, 7, []byte("y")))
+	copy(img[l.CopyOffset(0):], EncodeCopy(l, 0, 7, 11, []byte("x")))
+	copy(img[l.CopyOffset(1):], EncodeCopy(l, 1, 7, 12, []byte("y")))
 	if _, err := choosePayload(t, l, img); !errors.Is(err, ErrConflict) || errors.Is(err, ErrCorrupt) {
 		t.Fatalf("two copies of gen 7 = %v, want ErrConflict (not ErrCorrupt)", err)
 	}
@@ -455,7 +455,7 @@ func TestSameGenerationBothCopies(t *testing.T) {
 // and that all but ErrBlank are in the ErrCorrupt family.
 func TestCopyErrorKinds(t *testing.T) {
 	l := Layout{Offset: 8, PayloadSize: 8}
-	good := EncodeCopy(l, 0, 1, []byte("abc"))
+	good := EncodeCopy(l, 0, 1, 0x5eed, []byte("abc"))
 	resum := func(b []byte) []byte {
 		at := offPayload + l.PayloadSize
 		putU64(b[at:], xxhash64(b[:at]))
@@ -470,7 +470,7 @@ func TestCopyErrorKinds(t *testing.T) {
 	}{
 		{"blank", make([]byte, l.CopySize()), 0, l, ErrBlank},
 		{"short", good[:10], 0, l, ErrLength},
-		{"magic", func() []byte { b := clone(good); b[0] ^= 1; return b }(), 0, l, ErrMagic},
+		{"magic", func() []byte { b := clone(good); b[offMagic] ^= 1; return b }(), 0, l, ErrMagic},
 		{"version", func() []byte { b := clone(good); b[offVersion] = 9; return resum(b) }(), 0, l, ErrVersion},
 		{"checksum", func() []byte { b := clone(good); b[offPayload] ^= 1; return b }(), 0, l, ErrChecksum},
 		{"wrong slot", good, 1, l, ErrMismatch},
@@ -478,7 +478,7 @@ func TestCopyErrorKinds(t *testing.T) {
 		{"flags", func() []byte { b := clone(good); b[offFlags] = 1; return resum(b) }(), 0, l, ErrMismatch},
 		{"length", func() []byte { b := clone(good); b[offLength] = 9; return resum(b) }(), 0, l, ErrLength},
 		{"gen zero", func() []byte { b := clone(good); clear(b[offGen : offGen+8]); return resum(b) }(), 0, l, ErrLength},
-		{"trailing bytes", func() []byte { b := clone(good); b[offPayload+5] = 1; return resum(b) }(), 0, l, ErrLength},
+		{"trailing bytes", func() []byte { b := clone(good); b[offPayload+5] ^= 1; return resum(b) }(), 0, l, ErrLength},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := DecodeCopy(tc.l, tc.slot, tc.b)
