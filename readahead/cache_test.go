@@ -121,6 +121,25 @@ func TestReadAtMatchesReaderAt(t *testing.T) {
 	}
 }
 
+func TestReadAtRejectsBadOffsets(t *testing.T) {
+	c := newCache(t, readahead.Options{BlockSize: bs, MemoryBytes: 64 * bs})
+	f := newFakeFile("x", 1, pattern(bs, 24))
+	r := c.Open(f, readahead.FileID{Ino: 1, Generation: 1})
+	for _, off := range []int64{-1, math.MaxInt64 - 3, math.MaxInt64 - 10*bs} {
+		if n, err := r.ReadAt(make([]byte, 8), off); err == nil || err == io.EOF || n != 0 {
+			t.Errorf("ReadAt at %d = %d, %v; want an error", off, n, err)
+		}
+	}
+	if calls, _ := f.counts(); calls != 0 {
+		t.Errorf("%d reads issued for invalid offsets", calls)
+	}
+	// Far past the end, but with room for the block and the window: EOF.
+	if n, err := r.ReadAt(make([]byte, 8), math.MaxInt64-100*bs); n != 0 || err != io.EOF {
+		t.Errorf("ReadAt far past the end = %d, %v", n, err)
+	}
+	check(t, c)
+}
+
 func TestHitsAndMisses(t *testing.T) {
 	data := pattern(4*bs+5, 2)
 	type step struct {

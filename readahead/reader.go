@@ -193,7 +193,8 @@ func (r *Reader) Invalidate(off, length int64) {
 
 // ReadAt reads len(p) bytes at off, like io.ReaderAt: n < len(p) comes with a
 // non-nil error, io.EOF (unwrapped) at end of file; an empty p returns 0, nil
-// without I/O, as os.File.ReadAt does. Every block it touches is
+// without I/O, as os.File.ReadAt does. A negative offset, or one within
+// (MaxReadAheadBlocks+1) blocks of the largest int64, is an error. Every block it touches is
 // served from the cache or read from the file with exactly one aligned ReadAt
 // of BlockSize bytes; when several are needed, and for read-ahead, the reads
 // are issued in parallel and ReadAt returns when all of them have finished,
@@ -217,7 +218,8 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 	c := r.c
 	bs := c.blockSize
 	end := off + int64(len(p))
-	if off < 0 || end < off {
+	// The last block and the read-ahead window must fit in an int64.
+	if off < 0 || end < off || end > math.MaxInt64-int64(c.maxWindow+1)*bs {
 		return 0, fmt.Errorf("readahead: read %s at %d: invalid offset", r.f.Name(), off)
 	}
 	if len(p) == 0 {
