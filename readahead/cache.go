@@ -18,8 +18,8 @@ const DefaultMemoryBytes = 32 << 20
 
 // DefaultMaxReadAheadBlocks is the largest read-ahead window, in blocks, when
 // Options.MaxReadAheadBlocks is zero: 16 blocks, 1 MiB with the default block
-// size, the read-ahead the Linux NFS client uses by default for an rsize of 64
-// KiB (15 x rsize, rounded).
+// size, enough to keep 16 READ RPCs in flight on a sequential scan while a
+// stream holds little memory.
 const DefaultMaxReadAheadBlocks = 16
 
 // Options configure a Cache. The zero value selects every default.
@@ -241,8 +241,8 @@ func (c *Cache) Stats() Stats {
 	return s
 }
 
-// Check verifies the cache's internal invariants and returns the first
-// violation it finds, or nil. It takes the lock and walks every block, so it
+// Check verifies the cache's internal invariants and returns every violation
+// it finds (joined), or nil. It takes the lock and walks every block, so it
 // is for tests (in the spirit of bbolt's Tx.Check), not for the read path.
 func (c *Cache) Check() error {
 	c.mu.Lock()

@@ -34,7 +34,8 @@ func (r *Reader) ID() FileID { return r.fs.id }
 // Close detaches the Reader from the cache. It does not close the vfs.File,
 // which the caller owns, and it does not drop cached blocks: a later Reader
 // of the same FileID can still be served from them until they are evicted.
-// Later calls on r return ErrClosed.
+// Later ReadAt, Revalidate, MarkImmutable and Close calls on r return
+// ErrClosed.
 func (r *Reader) Close() error {
 	c := r.c
 	c.mu.Lock()
