@@ -7,6 +7,7 @@
 // mkdirat). Renaming or removing the root directory does not redirect the
 // FS: it keeps operating on the directory it opened (on NFS, on the file
 // handle it looked up, which goes stale if another host removes it, N16).
+// NewTemp makes a temporary root that Close removes, for Examples.
 //
 // Names follow io/fs.ValidPath: slash-separated, unrooted, no empty, "." or
 // ".." elements, except that "." alone names the root. Absolute names and

@@ -43,6 +43,8 @@ type FS struct {
 	mu     sync.RWMutex
 	dirfd  int
 	closed bool
+
+	removeOnClose bool // made by NewTemp
 }
 
 var _ vfs.FS = (*FS)(nil)
@@ -60,11 +62,31 @@ func New(root string) (*FS, error) {
 	return &FS{root: root, dirfd: fd}, nil
 }
 
+// NewTemp creates a new directory in the operating system's temporary
+// directory, named from pattern as os.MkdirTemp does, and returns the FS
+// rooted there. Its Close removes the directory and everything in it.
+// It is for Examples, which have no t.TempDir and, outside this package,
+// may not import os (internal/lint); tests use New(t.TempDir()).
+func NewTemp(pattern string) (*FS, error) {
+	dir, err := os.MkdirTemp("", pattern)
+	if err != nil {
+		return nil, err
+	}
+	fsys, err := New(dir)
+	if err != nil {
+		os.Remove(dir)
+		return nil, err
+	}
+	fsys.removeOnClose = true
+	return fsys, nil
+}
+
 // Root returns the directory name New was given.
 func (fsys *FS) Root() string { return fsys.root }
 
-// Close releases the root's descriptor. Files opened before stay usable;
-// every later FS method returns an error wrapping fs.ErrClosed.
+// Close releases the root's descriptor (and, for an FS from NewTemp,
+// removes the root). Files opened before stay usable; every later FS
+// method returns an error wrapping fs.ErrClosed.
 func (fsys *FS) Close() error {
 	fsys.mu.Lock()
 	defer fsys.mu.Unlock()
@@ -74,6 +96,9 @@ func (fsys *FS) Close() error {
 	fsys.closed = true
 	if err := unix.Close(fsys.dirfd); err != nil {
 		return &fs.PathError{Op: "close", Path: fsys.root, Err: err}
+	}
+	if fsys.removeOnClose {
+		return os.RemoveAll(fsys.root)
 	}
 	return nil
 }

@@ -308,3 +308,23 @@ func TestEmptyIO(t *testing.T) {
 		t.Errorf("empty ReadAt past the end = %d, %v; want 0, nil", n, err)
 	}
 }
+
+func TestNewTemp(t *testing.T) {
+	fsys, err := osfs.NewTemp("osfs-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := fsys.Root()
+	if err := fsys.Mkdir("d", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := vfstest.WriteFile(fsys, "d/f", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := fsys.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(root); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the temporary root is still there after Close: %v", err)
+	}
+}
