@@ -195,6 +195,7 @@ func TestHitsAndMisses(t *testing.T) {
 func TestReadAheadGrowsAndResets(t *testing.T) {
 	c := newCache(t, readahead.Options{BlockSize: bs, MemoryBytes: 256 * bs, MaxReadAheadBlocks: 8})
 	f := newFakeFile("x", 1, pattern(60*bs, 3))
+	f.logReads = true
 	r := c.Open(f, readahead.FileID{Ino: 1, Generation: 1})
 	blocks := func(from, to int64) []int64 { // offsets of blocks [from, to)
 		var o []int64
