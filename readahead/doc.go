@@ -64,8 +64,8 @@
 // # Read-ahead
 //
 // Each Reader has a read-ahead window, in blocks. A ReadAt that starts in the
-// block where the previous one ended, or in the next one, is sequential;
-// when a sequential ReadAt misses, the window doubles (up to
+// block where the previous one ended, or at most a window further on, is
+// sequential; when a sequential ReadAt misses, the window doubles (up to
 // MaxReadAheadBlocks, 16 blocks = 1 MiB by default, and at most a quarter of
 // the cache), and the blocks from the miss to the end of the window are read
 // together, in parallel, never past the last known end of file. Any other
