@@ -4,7 +4,9 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"path"
 	"sort"
+	"strings"
 	"syscall"
 	"time"
 
@@ -261,6 +263,7 @@ type file struct {
 	dir   bool
 	v4    bool // holds v4 open state: CLOSE at close
 	close bool
+	on    *openName // the name it was opened through
 }
 
 var _ vfs.File = (*file)(nil)
@@ -282,6 +285,27 @@ func (h *Host) open(name string, flag vfs.Flag, perm fs.FileMode) (*file, error)
 		dir, base, err := h.resolveParent("open", name)
 		if err != nil {
 			return nil, err
+		}
+		if flag.Has(vfs.Create) && !flag.Has(vfs.Excl) {
+			// O_CREAT follows a final symlink, dangling or not.
+			if id, _, err := h.lookup(dir, base, name); err == nil {
+				if ka, err := h.known(id, name); err == nil && ka.mode&fs.ModeSymlink != 0 {
+					target, err := h.readlinkID(id, name)
+					if err != nil {
+						return nil, err
+					}
+					if strings.HasPrefix(target, "/") || h.symlinkDepth >= maxSymlinks {
+						return nil, syscall.ELOOP
+					}
+					h.symlinkDepth++
+					defer func() { h.symlinkDepth-- }()
+					f, err := h.open(path.Join(path.Dir(name), target), flag, perm)
+					if f != nil {
+						f.name = name // Name and Stat report the name it was opened by
+					}
+					return f, err
+				}
+			}
 		}
 		if h.v4() {
 			h.localOpen = false
@@ -306,25 +330,30 @@ func (h *Host) open(name string, flag vfs.Flag, perm fs.FileMode) (*file, error)
 			return nil, err
 		}
 	}
-	h.opens[id]++
-	return &file{h: h, id: id, name: name, flag: flag, inc: h.incarnation, dir: a.mode.IsDir(), v4: h.v4() && id != rootID && !h.localOpen}, nil
+	var on *openName
+	if len(parts) > 0 {
+		dir, base, _ := h.resolveParent("open", name) // cached by now: no RPC
+		on = h.noteOpen(dir, base)
+	}
+	return &file{h: h, id: id, name: name, flag: flag, inc: h.incarnation, dir: a.mode.IsDir(),
+		v4: h.v4() && id != rootID && !h.localOpen, on: on}, nil
 }
 
-// openV3: exclusive create is CREATE(EXCLUSIVE)+SETATTR (N13); create is
-// CREATE(UNCHECKED) then LOOKUP, as the measured Linux client against
-// nfs-ganesha does; an existing name is looked up (or taken from the
-// name cache) and, if cached, revalidated by GETATTR (close-to-open, N2),
-// which meets ESTALE if the file was replaced and gone (N5).
+// openV3: exclusive create is CREATE(EXCLUSIVE)+SETATTR (N13) with no
+// lookup; any other open looks the name up (or takes it from the name
+// cache, N4/N5) and creates it with CREATE(UNCHECKED) if absent and asked
+// to; a cached name is revalidated by GETATTR (close-to-open, N2), which
+// meets ESTALE if the file was replaced and is gone (N5).
 func (h *Host) openV3(dir fileID, base, p string, flag vfs.Flag, perm fs.FileMode) (fileID, bool, error) {
-	switch {
-	case flag.Has(vfs.Create | vfs.Excl):
+	if flag.Has(vfs.Create | vfs.Excl) {
 		if err := h.checkAccess(dir, p); err != nil {
 			return 0, false, err
 		}
 		id, err := h.createExclusive(dir, base, p, perm)
 		return id, err == nil, err
-	case flag.Has(vfs.Create):
-		if d, ok := h.cachedDentry(dir, base); !ok || d.neg {
+	}
+	if flag.Has(vfs.Create) {
+		if _, _, err := h.lookup(dir, base, p); errors.Is(err, syscall.ENOENT) {
 			if err := h.checkAccess(dir, p); err != nil {
 				return 0, false, err
 			}
@@ -445,7 +474,7 @@ func (h *Host) createExclusive(dir fileID, base, p string, perm fs.FileMode) (fi
 func (h *Host) createUnchecked(dir fileID, base, p string, perm fs.FileMode) (fileID, bool, error) {
 	var id fileID
 	var created bool
-	var da, pre attrs
+	var a, da, pre attrs
 	err := h.rpc(CREATE, p, 0, func() error {
 		srv := h.sim.srv
 		d, err := srv.dir(dir)
@@ -462,20 +491,17 @@ func (h *Host) createUnchecked(dir fileID, base, p string, perm fs.FileMode) (fi
 			n, _ := srv.create(dir, base, perm.Perm())
 			id, created = n.id, true
 		}
-		da = srv.attrsOf(d)
+		a, da = srv.attrsOf(srv.inodes[id]), srv.attrsOf(d)
 		return nil
 	})
 	if err != nil {
 		return 0, false, err
 	}
 	h.update(da, false, &pre)
-	// The CREATE reply carried no file handle: look the name up.
-	lid, _, err := h.lookupRPC(dir, base, p)
-	if err != nil {
-		return 0, false, err
-	}
-	h.access[lid] = true
-	return lid, created && lid == id, nil
+	h.update(a, false, nil)
+	h.cacheDentry(dir, base, id, false)
+	h.access[id] = true
+	return id, created, nil
 }
 
 // openV4 sends OPEN by (directory, name): the server resolves the name,
@@ -1042,10 +1068,8 @@ func (f *file) Close() error {
 	if f.v4 {
 		h.releaseV4(f.id, f.name)
 	}
-	h.opens[f.id]--
-	if h.opens[f.id] <= 0 {
-		delete(h.opens, f.id)
-		h.closeSilly(f.id, f.name)
+	if f.on != nil {
+		h.noteClose(f.on, f.name)
 	}
 	return pathErr("close", f.name, err)
 }

@@ -45,15 +45,19 @@ type caches struct {
 	pages    map[fileID]*cachedFile
 	inflight []*writeReq
 	retained map[fileID][]*writeReq
-	opens    map[fileID]int         // local open descriptors (silly rename)
-	silly    map[fileID][]sillyName // names to remove at last close
-	sillyN   uint32
+	// opened counts this host's open descriptors per name they were
+	// opened through: Linux silly-renames a name (a dentry) that is open
+	// (N17), not an inode.
+	opened map[dirent]*openName
+	sillyN uint32
 	werr     map[fileID]error // write errors awaiting fsync/close (N11)
 	failNext map[fileID]syscall.Errno
 	deleg    map[fileID]bool // v4 read delegations held (N20)
 	locks    map[fileID]bool // local-only locks (N19)
 	// localOpen: the last v4 open was served by a delegation.
 	localOpen bool
+	// symlinkDepth bounds O_CREAT opens through chains of symlinks.
+	symlinkDepth int
 }
 
 type attrEntry struct {
@@ -76,9 +80,17 @@ type listing struct {
 	gen   uint64
 }
 
-type sillyName struct {
+type dirent struct {
 	dir  fileID
 	name string
+}
+
+// openName is a name some descriptors of this host were opened through.
+// It follows the file through renames made by this host.
+type openName struct {
+	at    dirent
+	count int
+	silly bool // renamed to .nfs…: removed at the last close
 }
 
 type writeReq struct {
@@ -114,8 +126,7 @@ func (h *Host) reset() {
 	h.pages = map[fileID]*cachedFile{}
 	h.inflight = nil
 	h.retained = map[fileID][]*writeReq{}
-	h.opens = map[fileID]int{}
-	h.silly = map[fileID][]sillyName{}
+	h.opened = map[dirent]*openName{}
 	h.werr = map[fileID]error{}
 	h.failNext = map[fileID]syscall.Errno{}
 	h.deleg = map[fileID]bool{}
@@ -478,6 +489,9 @@ func (h *Host) update(a attrs, revalidation bool, pre *attrs) *attrEntry {
 		cmp.size = a.size
 	}
 	changed := h.differs(cmp, a)
+	if pre != nil && a.mode.IsDir() {
+		delete(h.listings, a.id) // our own create/remove/rename in it
+	}
 	if pre != nil {
 		// wcc_data: the size before our own write may differ from our
 		// cached size (our extension); times tell a change by others.
@@ -698,6 +712,7 @@ func (h *Host) walk(name string, follow, forceLookup bool) (fileID, string, file
 	if len(parts) == 0 {
 		return rootID, ".", rootID, nil
 	}
+	stack := []fileID{rootID} // directories from the root to cur
 	cur := rootID
 walkLoop:
 	for depth := 0; ; depth++ {
@@ -705,6 +720,20 @@ walkLoop:
 			return 0, "", 0, syscall.ELOOP
 		}
 		for i, p := range parts {
+			if p == "." {
+				continue
+			}
+			if p == ".." {
+				if len(stack) == 1 {
+					return 0, "", 0, syscall.EXDEV // above the export's root
+				}
+				stack = stack[:len(stack)-1]
+				cur = stack[len(stack)-1]
+				if i == len(parts)-1 {
+					return cur, ".", cur, nil
+				}
+				continue
+			}
 			var id fileID
 			var err error
 			if forceLookup {
@@ -732,7 +761,7 @@ walkLoop:
 				if err != nil {
 					return 0, "", 0, err
 				}
-				rest := append(strings.Split(path.Clean(target), "/"), parts[i+1:]...)
+				rest := append(strings.Split(target, "/"), parts[i+1:]...)
 				if strings.HasPrefix(target, "/") {
 					return 0, "", 0, syscall.EXDEV // outside the export
 				}
@@ -743,8 +772,10 @@ walkLoop:
 				return 0, "", 0, syscall.ENOTDIR
 			}
 			cur = id
+			stack = append(stack, id)
 		}
-		return 0, "", 0, syscall.EINVAL // unreachable: the last part returns
+		return cur, ".", cur, nil // the path ended in "." or ".."
+
 	}
 }
 
@@ -822,17 +853,53 @@ func (h *Host) checkAccess(id fileID, p string) error {
 	return nil
 }
 
+// errSameFile is how a rename between two links of one file reports that
+// it did nothing (rename(2) then succeeds).
+var errSameFile = errors.New("nfssim: same file")
+
 // sillyRename hides a file this host still has open under .nfsXXXX and
 // removes it at the last close (N17).
 func (h *Host) sillyRename(dir fileID, name string, id fileID, p string) error {
 	h.sillyN++
 	silly := fmt.Sprintf(".nfs%016x%08x", uint64(id), h.sillyN)
-	err := h.renameRPC(dir, name, dir, silly, p)
-	if err != nil {
+	if err := h.renameRPC(dir, name, dir, silly, p); err != nil {
 		return err
 	}
-	h.silly[id] = append(h.silly[id], sillyName{dir: dir, name: silly})
+	h.opened[dirent{dir, silly}].silly = true
 	return nil
+}
+
+// busy reports whether this host has descriptors open through a name.
+func (h *Host) busy(dir fileID, name string) bool {
+	o := h.opened[dirent{dir, name}]
+	return o != nil && o.count > 0 && !h.sim.kind(N17)
+}
+
+// noteOpen records a descriptor opened through dir/name.
+func (h *Host) noteOpen(dir fileID, name string) *openName {
+	k := dirent{dir, name}
+	o := h.opened[k]
+	if o == nil {
+		o = &openName{at: k}
+		h.opened[k] = o
+	}
+	o.count++
+	return o
+}
+
+// noteClose drops a descriptor; the last close of a silly-renamed name
+// removes it.
+func (h *Host) noteClose(o *openName, p string) {
+	o.count--
+	if o.count > 0 {
+		return
+	}
+	if h.opened[o.at] == o {
+		delete(h.opened, o.at)
+	}
+	if o.silly {
+		_ = h.removeRPC(o.at.dir, o.at.name, REMOVE, p)
+	}
 }
 
 func (h *Host) renameRPC(odir fileID, oname string, ndir fileID, nname, p string) error {
@@ -854,9 +921,12 @@ func (h *Host) renameRPC(odir fileID, oname string, ndir fileID, nname, p string
 		}
 		opre, npre = srv.attrsOf(o), srv.attrsOf(n)
 		src := srv.inodes[id]
+		if src.isDir() && srv.contains(src, ndir) {
+			return syscall.EINVAL
+		}
 		if old, ok := n.entries[nname]; ok {
 			if old == id {
-				return nil
+				return errSameFile
 			}
 			dst := srv.inodes[old]
 			if dst.isDir() != src.isDir() {
@@ -878,6 +948,9 @@ func (h *Host) renameRPC(odir fileID, oname string, ndir fileID, nname, p string
 		moved, od, nd = srv.attrsOf(src), srv.attrsOf(o), srv.attrsOf(n)
 		return nil
 	})
+	if err == errSameFile { // both names are one file: rename does nothing
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -888,15 +961,12 @@ func (h *Host) renameRPC(odir fileID, oname string, ndir fileID, nname, p string
 	h.update(moved, false, nil)
 	h.cacheDentry(odir, oname, 0, true)
 	h.cacheDentry(ndir, nname, moved.id, false)
-	return nil
-}
-
-// closeSilly removes the silly-renamed names of a file at its last close.
-func (h *Host) closeSilly(id fileID, p string) {
-	for _, sn := range h.silly[id] {
-		_ = h.removeRPC(sn.dir, sn.name, REMOVE, p)
+	if o := h.opened[dirent{odir, oname}]; o != nil { // the dentry moves
+		delete(h.opened, o.at)
+		o.at = dirent{ndir, nname}
+		h.opened[o.at] = o
 	}
-	delete(h.silly, id)
+	return nil
 }
 
 func (h *Host) removeRPC(dir fileID, name string, r RPC, p string) error {
@@ -992,7 +1062,7 @@ func (f hostFS) stat(op, name string, follow bool) (vfs.FileInfo, error) {
 	if err := h.call("Stat", name); err != nil {
 		return vfs.FileInfo{}, pathErr(op, name, err)
 	}
-	_, base, id, err := h.resolve(name, follow)
+	_, _, id, err := h.resolve(name, follow)
 	if err != nil {
 		return vfs.FileInfo{}, pathErr(op, name, err)
 	}
@@ -1000,7 +1070,7 @@ func (f hostFS) stat(op, name string, follow bool) (vfs.FileInfo, error) {
 	if err != nil {
 		return vfs.FileInfo{}, pathErr(op, name, err)
 	}
-	return info(base, a), nil
+	return info(name, a), nil
 }
 
 // statID is stat(2) on a file: write back this host's dirty pages first
@@ -1042,15 +1112,15 @@ func (f hostFS) Link(oldname, newname string) error {
 			return err
 		}
 		a = srv.attrsOf(n) // LINK3resfail carries them too
-		if n.isDir() {
-			return syscall.EPERM
-		}
 		d, err := srv.dir(dir)
 		if err != nil {
 			return err
 		}
 		if _, ok := d.entries[base]; ok {
 			return syscall.EEXIST
+		}
+		if n.isDir() {
+			return syscall.EPERM
 		}
 		pre = srv.attrsOf(d)
 		srv.addEntry(d, base, n)
@@ -1145,15 +1215,16 @@ func (f hostFS) Rename(oldname, newname string) error {
 	if err := h.call("Rename", newname); err != nil {
 		return linkErr("rename", oldname, newname, err)
 	}
+	// Both parents first, then the source name, as the Linux VFS does.
 	odir, obase, err := h.resolveParent("rename", oldname)
 	if err != nil {
 		return linkErr("rename", oldname, newname, err)
 	}
-	id, _, err := h.lookup(odir, obase, oldname)
+	ndir, nbase, err := h.resolveParent("rename", newname)
 	if err != nil {
 		return linkErr("rename", oldname, newname, err)
 	}
-	ndir, nbase, err := h.resolveParent("rename", newname)
+	id, _, err := h.lookup(odir, obase, oldname)
 	if err != nil {
 		return linkErr("rename", oldname, newname, err)
 	}
@@ -1162,8 +1233,28 @@ func (f hostFS) Rename(oldname, newname string) error {
 			return linkErr("rename", oldname, newname, err)
 		}
 	}
+	// The VFS refuses to move a directory under itself (it knows the
+	// ancestry from its dentry cache; we ask the server's namespace), and
+	// checks the types before the NFS client sees the rename.
+	if src := h.sim.srv.inodes[id]; src != nil && src.isDir() && h.sim.srv.contains(src, ndir) {
+		return linkErr("rename", oldname, newname, syscall.EINVAL)
+	}
+	if tid, _, terr := h.lookup(ndir, nbase, newname); terr == nil && tid != id {
+		if dst := h.sim.srv.inodes[tid]; dst != nil && dst.isDir() && h.sim.srv.contains(dst, odir) {
+			return linkErr("rename", oldname, newname, syscall.ENOTEMPTY) // the target is an ancestor
+		}
+		sa, err1 := h.known(id, oldname)
+		ta, err2 := h.known(tid, newname)
+		switch {
+		case err1 != nil || err2 != nil:
+		case sa.mode.IsDir() && !ta.mode.IsDir():
+			return linkErr("rename", oldname, newname, syscall.ENOTDIR)
+		case !sa.mode.IsDir() && ta.mode.IsDir():
+			return linkErr("rename", oldname, newname, syscall.EISDIR)
+		}
+	}
 	// A target this host has open is silly-renamed first (N17).
-	if tid, _, terr := h.lookup(ndir, nbase, newname); terr == nil && tid != id && h.opens[tid] > 0 && !h.sim.kind(N17) {
+	if tid, _, terr := h.lookup(ndir, nbase, newname); terr == nil && tid != id && h.busy(ndir, nbase) {
 		if err := h.sillyRename(ndir, nbase, tid, newname); err != nil {
 			return linkErr("rename", oldname, newname, err)
 		}
@@ -1191,7 +1282,7 @@ func (f hostFS) Remove(name string) error {
 		return pathErr("remove", name, err)
 	}
 	isDir := ka.mode.IsDir()
-	if !isDir && h.opens[id] > 0 && !h.sim.kind(N17) {
+	if !isDir && h.busy(dir, base) {
 		if strings.HasPrefix(base, ".nfs") {
 			return pathErr("remove", name, syscall.EBUSY)
 		}

@@ -146,7 +146,20 @@ func (srv *server) lookup(dirID fileID, name string) (*inode, error) {
 	return srv.inodes[id], nil
 }
 
-// link adds name -> n in d.
+// contains reports whether directory d is dir or holds it at any depth.
+func (srv *server) contains(d *inode, dir fileID) bool {
+	if d.id == dir {
+		return true
+	}
+	for _, id := range d.entries {
+		if c := srv.inodes[id]; c != nil && c.isDir() && srv.contains(c, dir) {
+			return true
+		}
+	}
+	return false
+}
+
+// addEntry adds name -> n in d.
 func (srv *server) addEntry(d *inode, name string, n *inode) {
 	d.entries[name] = n.id
 	srv.touch(d, true)

@@ -727,7 +727,7 @@ func testLinkNlink(t testing.TB, fsys vfs.FS) {
 	if fi, err := f.Stat(); err != nil || fi.Nlink != 1 {
 		t.Errorf("File.Stat after Remove: Nlink %d, %v; want 1", fi.Nlink, err)
 	}
-	wantContent(t, fsys, "b", "Shared")
+	wantContent(t, fsys, "a", "Shared")
 }
 
 func testLinkErrors(t testing.TB, fsys vfs.FS) {
