@@ -48,8 +48,8 @@ type caches struct {
 	// opened counts this host's open descriptors per name they were
 	// opened through: Linux silly-renames a name (a dentry) that is open
 	// (N17), not an inode.
-	opened map[dirent]*openName
-	sillyN uint32
+	opened   map[dirent]*openName
+	sillyN   uint32
 	werr     map[fileID]error // write errors awaiting fsync/close (N11)
 	failNext map[fileID]syscall.Errno
 	deleg    map[fileID]bool // v4 read delegations held (N20)
