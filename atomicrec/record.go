@@ -252,19 +252,21 @@ func (r *Record) Reset() {
 // Load prepares the Record for writing: it reads the record and takes the
 // newest valid copy that accept takes as the newest durable one. The next
 // Write goes to the other slot, with a generation above every valid copy
-// (accepted or not). A blank record is loaded as "nothing written". Load is
-// implied by the first Write; call it explicitly to pass accept (recovery
-// of appendlog).
-func (r *Record) Load(ctx context.Context, accept func(Value) error) (Value, error) {
+// (accepted or not). A blank record is loaded as "nothing written" (and
+// ErrEmpty returned). Load is implied by the first Write; call it
+// explicitly to pass accept, and look at Choice.Rejected: a valid copy
+// newer than the accepted one still sits in the slot the next Write
+// overwrites (appendlog's recovery overwrites it at once).
+func (r *Record) Load(ctx context.Context, accept func(Value) error) (Choice, error) {
 	r.Reset()
 	var c Choice
 	var err error
 	for attempt := 0; attempt <= r.rereads; attempt++ {
 		if err = ctx.Err(); err != nil {
-			return Value{}, err
+			return Choice{}, err
 		}
 		if err = r.readSpan(); err != nil {
-			return Value{}, err
+			return Choice{}, err
 		}
 		c, err = Choose(r.l, r.span, accept)
 		if err == nil || errors.Is(err, ErrEmpty) {
@@ -275,17 +277,17 @@ func (r *Record) Load(ctx context.Context, accept func(Value) error) (Value, err
 	case errors.Is(err, ErrEmpty):
 		// Nothing written: the first write goes to slot 0.
 		r.loaded, r.slot, r.maxGen = true, 1, 0
-		return Value{}, err
+		return c, err
 	case err != nil:
 		var ce *CorruptError
 		if errors.As(err, &ce) && ce.Path == "" {
 			ce.Path = r.path
 		}
-		return Value{}, err
+		return c, err
 	}
 	r.loaded, r.slot, r.maxGen = true, c.Value.Slot, c.MaxGen
 	r.seenGen, r.seenSum = c.Value.Gen, c.Value.Sum
-	return c.Value, nil
+	return c, nil
 }
 
 // Write writes payload as the next generation into the slot not holding the

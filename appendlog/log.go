@@ -1,0 +1,413 @@
+package appendlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strings"
+
+	"github.com/nfsindex/nfsindex/atomicrec"
+	"github.com/nfsindex/nfsindex/vfs"
+)
+
+// Ref is a record's address: the file offset of its frame. Refs are stable
+// forever (the log is append-only) and strictly increase in append order.
+type Ref int64
+
+// Record is one record read from a log.
+type Record struct {
+	// Ref is where the record is.
+	Ref Ref
+	// Type is the caller's record type (1..255).
+	Type uint8
+	// Payload is the record's data, owned by the caller.
+	Payload []byte
+	// Prev is the record this one continues, or 0.
+	Prev Ref
+	// Next is this record's continuation, or 0 if none is visible yet.
+	Next Ref
+}
+
+// Info describes the committed state of a log as one reader or writer
+// last saw it.
+type Info struct {
+	// ID is the log id chosen at creation.
+	ID uint64
+	// Host is the writer's host name.
+	Host string
+	// Used is used_file_size: the committed length in bytes.
+	Used int64
+	// Records is the number of committed records.
+	Records uint64
+	// Generation is the header's atomicrec generation (one per commit).
+	Generation uint64
+}
+
+// Options tune Create, Open and OpenReader. The zero value is the default.
+type Options struct {
+	// ID is the log id Create writes; 0 draws a random one from Rand.
+	ID uint64
+	// Rand draws log ids and header nonces. Pass a seeded generator for a
+	// deterministic run (nfssim); nil means one seeded from crypto/rand.
+	Rand *rand.Rand
+	// Rereads bounds how often a read that fails validation is repeated
+	// before the error is returned (stale page cache, torn concurrent
+	// read). 0 means DefaultRereads; negative means none.
+	Rereads int
+
+	_ struct{} // forces keyed literals: Options will grow
+}
+
+// DefaultRereads is the number of rereads when Options.Rereads is 0.
+const DefaultRereads = 3
+
+// LogName returns the file name of host's log: "log." + host.
+func LogName(host string) string { return "log." + host }
+
+// ParseLogName returns the host whose log file is called name, if it is one.
+func ParseLogName(name string) (host string, ok bool) {
+	host, ok = strings.CutPrefix(name, "log.")
+	return host, ok && ValidHost(host) == nil
+}
+
+// ValidHost reports whether host can name a log: 1..MaxHostLen bytes of
+// letters, digits, '.', '-' and '_', not starting with '.'. The error wraps
+// ErrHostName.
+func ValidHost(host string) error {
+	if len(host) == 0 || len(host) > MaxHostLen || host[0] == '.' {
+		return fmt.Errorf("%w: %q", ErrHostName, host)
+	}
+	for i := 0; i < len(host); i++ {
+		c := host[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '-' || c == '_') {
+			return fmt.Errorf("%w: %q", ErrHostName, host)
+		}
+	}
+	return nil
+}
+
+// logFile is what readers and the writer share: the file, its header
+// record, and the committed state last accepted.
+type logFile struct {
+	f       vfs.File
+	path    string
+	host    string
+	id      uint64 // 0 until the first header is accepted
+	hdr     *atomicrec.Record
+	h       header
+	gen     uint64
+	rereads int
+}
+
+func newLogFile(f vfs.File, path, host string, opts Options) (*logFile, error) {
+	rng := opts.Rand
+	if rng == nil {
+		rng = atomicrec.NewRand()
+	}
+	hdr, err := atomicrec.New(f, HeaderLayout, atomicrec.Options{Path: path, Rereads: opts.Rereads, Rand: rng})
+	if err != nil {
+		return nil, err
+	}
+	lf := &logFile{f: f, path: path, host: host, hdr: hdr, rereads: opts.Rereads}
+	switch {
+	case lf.rereads == 0:
+		lf.rereads = DefaultRereads
+	case lf.rereads < 0:
+		lf.rereads = 0
+	}
+	return lf, nil
+}
+
+func (lf *logFile) info() Info {
+	return Info{ID: lf.id, Host: lf.h.host, Used: lf.h.used, Records: lf.h.records, Generation: lf.gen}
+}
+
+func (lf *logFile) corrupt(off int64, err error) error {
+	var ce *CorruptError
+	if errors.As(err, &ce) {
+		return err
+	}
+	kind := ErrCorrupt
+	for _, k := range []error{ErrHeader, ErrVersion, ErrFrame, ErrGroup, ErrChain, ErrForeign} {
+		if errors.Is(err, k) {
+			kind = k
+			break
+		}
+	}
+	return &CorruptError{Path: lf.path, Offset: off, Err: kind, Reason: err.Error()}
+}
+
+// readAt reads exactly len(b) bytes at off; a short file is ErrFrame
+// (committed bytes must exist).
+func (lf *logFile) readAt(b []byte, off int64) error {
+	n, err := lf.f.ReadAt(b, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("appendlog: read %s at %d: %w", lf.path, off, err)
+	}
+	if n < len(b) {
+		return fmt.Errorf("%w: file ends at %d, before %d", ErrFrame, off+int64(n), off+int64(len(b)))
+	}
+	return nil
+}
+
+// accept is the validity condition of a header copy beyond atomicrec's
+// checksum: it is an appendlog header of this host (and of this log, once
+// known), and the frames of its last group are all there (verifyGroup).
+// This is what makes the one-sync commit safe.
+func (lf *logFile) accept(v atomicrec.Value) error {
+	h, err := decodeHeader(v.Payload)
+	if err != nil {
+		return err
+	}
+	if h.host != lf.host {
+		return fmt.Errorf("%w: header names host %q", ErrForeign, h.host)
+	}
+	if lf.id != 0 && h.id != lf.id {
+		return fmt.Errorf("%w: log id %#x, was %#x", ErrReplaced, h.id, lf.id)
+	}
+	return lf.verifyGroup(h)
+}
+
+// verifyGroup checks that the frames of h's last group tile [start, used)
+// exactly, each valid for h's log id, and that their checksums hash to the
+// header's group hash. Reads are bounded by MaxGroupSize.
+func (lf *logFile) verifyGroup(h header) error {
+	n := h.used - h.start
+	assert(n >= 0 && n <= MaxGroupSize, "verifyGroup: group size not validated")
+	buf := make([]byte, n)
+	if err := lf.readAt(buf, h.start); err != nil {
+		return fmt.Errorf("%w: %v", ErrGroup, err)
+	}
+	gh := newGroupHasher()
+	off := h.start
+	// Each frame is at least FrameOverhead bytes: the loop is bounded.
+	for steps := int64(0); off < h.used; steps++ {
+		assert(steps <= n/FrameOverhead, "verifyGroup: loop bound")
+		fr, err := decodeFrame(buf[off-h.start:], h.id, off, h.used)
+		if err != nil {
+			return fmt.Errorf("%w: frame at %d: %v", ErrGroup, off, err)
+		}
+		gh.add(fr.sum)
+		off += fr.size
+	}
+	if gh.sum() != h.groupHash {
+		return fmt.Errorf("%w: group [%d, %d) hashes to %#x, header says %#x", ErrGroup, h.start, h.used, gh.sum(), h.groupHash)
+	}
+	return nil
+}
+
+// refresh rereads the header and takes the newest copy whose group
+// verifies. The committed state never goes back: generations are monotonic
+// (atomicrec), and used may not shrink.
+func (lf *logFile) refresh(ctx context.Context) error {
+	v, err := lf.hdr.ReadAccept(ctx, lf.accept)
+	if err != nil {
+		return lf.headerErr(err)
+	}
+	h, err := decodeHeader(v.Payload)
+	assert(err == nil, "refresh: accepted header does not decode")
+	if h.used < lf.h.used {
+		return lf.corrupt(0, fmt.Errorf("%w: used went from %d back to %d at generation %d", ErrHeader, lf.h.used, h.used, v.Gen))
+	}
+	lf.id, lf.h, lf.gen = h.id, h, v.Gen
+	return nil
+}
+
+// headerErr turns an error of reading the header into this package's
+// terms, keeping atomicrec's sentinels matchable where they mean the same.
+func (lf *logFile) headerErr(err error) error {
+	switch {
+	case errors.Is(err, ErrReplaced), errors.Is(err, atomicrec.ErrRegressed), errors.Is(err, atomicrec.ErrConflict),
+		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("appendlog: %s: %w", lf.path, err)
+	case errors.Is(err, atomicrec.ErrEmpty):
+		return &CorruptError{Path: lf.path, Err: ErrHeader, Reason: "no header was ever written"}
+	case errors.Is(err, atomicrec.ErrVersion):
+		return &CorruptError{Path: lf.path, Err: ErrVersion, Reason: err.Error()}
+	case errors.Is(err, atomicrec.ErrCorrupt):
+		return &CorruptError{Path: lf.path, Err: ErrHeader, Reason: err.Error()}
+	case errors.Is(err, ErrCorrupt):
+		return lf.corrupt(0, err)
+	}
+	return err
+}
+
+// readFrame reads and decodes the frame at off, which must lie below
+// limit. It rereads a bounded number of times when validation fails (a
+// stale or torn read).
+func (lf *logFile) readFrame(ctx context.Context, off, limit int64) (frame, error) {
+	if off < DataStart || off%frameAlign != 0 || off+FrameOverhead > limit {
+		return frame{}, fmt.Errorf("%w: %s: ref %d not below committed length %d", ErrNotCommitted, lf.path, off, limit)
+	}
+	var err error
+	for attempt := 0; attempt <= lf.rereads; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return frame{}, err
+		}
+		var fr frame
+		fr, err = lf.readFrameOnce(off, limit)
+		if err == nil {
+			return fr, nil
+		}
+		if !errors.Is(err, ErrCorrupt) {
+			return frame{}, err
+		}
+	}
+	return frame{}, lf.corrupt(off, err)
+}
+
+func (lf *logFile) readFrameOnce(off, limit int64) (frame, error) {
+	head := make([]byte, min(4096, limit-off))
+	if err := lf.readAt(head, off); err != nil {
+		return frame{}, err
+	}
+	n, err := frameLength(head, off, limit)
+	if err != nil {
+		return frame{}, err
+	}
+	buf := head
+	if size := FrameSize(n); size > int64(len(head)) {
+		buf = make([]byte, size) // size <= MaxRecordSize+overhead and <= limit-off
+		copy(buf, head)
+		if err := lf.readAt(buf[len(head):], off+int64(len(head))); err != nil {
+			return frame{}, err
+		}
+	}
+	return decodeFrame(buf, lf.id, off, limit)
+}
+
+func (lf *logFile) record(ctx context.Context, ref Ref) (Record, error) {
+	rec, _, err := lf.recordTorn(ctx, ref)
+	return rec, err
+}
+
+// recordTorn is record that also reports a torn next word (read as no
+// continuation).
+func (lf *logFile) recordTorn(ctx context.Context, ref Ref) (Record, bool, error) {
+	fr, err := lf.readFrame(ctx, int64(ref), lf.h.used)
+	if err != nil {
+		return Record{}, false, err
+	}
+	rec := Record{Ref: ref, Type: fr.typ, Payload: fr.payload, Prev: Ref(fr.prev)}
+	if fr.next != 0 && fr.next < lf.h.used {
+		rec.Next = Ref(fr.next)
+	}
+	return rec, fr.torn, nil
+}
+
+// chainRecord reads a record for chain: a torn next word is reread a
+// bounded number of times (a set in progress on the writer's host), then
+// reported: a chain is never silently cut short by damage.
+func (lf *logFile) chainRecord(ctx context.Context, ref Ref) (Record, error) {
+	for attempt := 0; ; attempt++ {
+		rec, torn, err := lf.recordTorn(ctx, ref)
+		if err != nil || !torn {
+			return rec, err
+		}
+		if attempt >= lf.rereads {
+			return rec, lf.corrupt(int64(ref), fmt.Errorf("%w: next word of %d is torn", ErrChain, ref))
+		}
+	}
+}
+
+// chain returns the record at ref and every continuation after it. Next
+// pointers must strictly increase (so there is no cycle) and lead to a
+// frame that names the previous record as its prev; a next pointer at or
+// beyond the committed length ends the chain (not visible yet).
+func (lf *logFile) chain(ctx context.Context, ref Ref) ([]Record, error) {
+	var out []Record
+	maxSteps := (lf.h.used-DataStart)/FrameOverhead + 1
+	cur, err := lf.chainRecord(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, cur)
+	for steps := int64(0); cur.Next != 0; steps++ {
+		if steps >= maxSteps {
+			return out, lf.corrupt(int64(cur.Ref), fmt.Errorf("%w: chain longer than the log", ErrChain))
+		}
+		if cur.Next <= cur.Ref {
+			return out, lf.corrupt(int64(cur.Ref), fmt.Errorf("%w: next %d does not follow %d", ErrChain, cur.Next, cur.Ref))
+		}
+		nxt, err := lf.chainRecord(ctx, cur.Next)
+		if err != nil {
+			if errors.Is(err, ErrCorrupt) {
+				return out, lf.corrupt(int64(cur.Ref), fmt.Errorf("%w: next %d: %v", ErrChain, cur.Next, err))
+			}
+			return out, err
+		}
+		if nxt.Prev != cur.Ref {
+			return out, lf.corrupt(int64(cur.Ref), fmt.Errorf("%w: next %d continues %d, not %d", ErrChain, cur.Next, nxt.Prev, cur.Ref))
+		}
+		out = append(out, nxt)
+		cur = nxt
+	}
+	return out, nil
+}
+
+// scan calls fn for every committed record in order.
+func (lf *logFile) scan(ctx context.Context, fn func(Record) error) error {
+	off := int64(DataStart)
+	limit := lf.h.used
+	for steps := int64(0); off < limit; steps++ {
+		assert(steps <= (limit-DataStart)/FrameOverhead, "scan: loop bound")
+		fr, err := lf.readFrame(ctx, off, limit)
+		if err != nil {
+			return err
+		}
+		rec := Record{Ref: Ref(off), Type: fr.typ, Payload: fr.payload, Prev: Ref(fr.prev)}
+		if fr.next != 0 && fr.next < limit {
+			rec.Next = Ref(fr.next)
+		}
+		if err := fn(rec); err != nil {
+			return err
+		}
+		off += fr.size
+	}
+	return nil
+}
+
+// check verifies the whole committed log: frames tile [DataStart, used)
+// exactly, the record count matches the header, the last group verifies,
+// and every next pointer leads to a continuation that names its record as
+// prev (and every continuation below the last group is linked).
+func (lf *logFile) check(ctx context.Context) error {
+	if err := lf.verifyGroup(lf.h); err != nil {
+		return lf.corrupt(lf.h.start, err)
+	}
+	var count uint64
+	prevOf := make(map[int64]int64) // continuation -> its prev
+	nextOf := make(map[int64]int64) // record -> its next
+	err := lf.scan(ctx, func(r Record) error {
+		count++
+		if r.Prev != 0 {
+			prevOf[int64(r.Ref)] = int64(r.Prev)
+		}
+		if r.Next != 0 {
+			nextOf[int64(r.Ref)] = int64(r.Next)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if count != lf.h.records {
+		return lf.corrupt(0, fmt.Errorf("%w: header counts %d records, log holds %d", ErrHeader, lf.h.records, count))
+	}
+	for from, to := range nextOf {
+		if prevOf[to] != from {
+			return lf.corrupt(from, fmt.Errorf("%w: next %d does not continue %d", ErrChain, to, from))
+		}
+	}
+	for to, from := range prevOf {
+		if nextOf[from] != to && to < lf.h.start {
+			// Links of the last group may be pending (the writer sets them
+			// after the group is durable; recovery repairs them). Older
+			// ones must be set.
+			return lf.corrupt(from, fmt.Errorf("%w: %d continues %d, which does not link to it", ErrChain, to, from))
+		}
+	}
+	return nil
+}
