@@ -287,8 +287,18 @@ func (h *Host) open(name string, flag vfs.Flag, perm fs.FileMode) (*file, error)
 			return nil, err
 		}
 		if flag.Has(vfs.Create) && !flag.Has(vfs.Excl) {
-			// O_CREAT follows a final symlink, dangling or not.
-			if id, _, err := h.lookup(dir, base, name); err == nil {
+			// O_CREAT follows a final symlink, dangling or not. (v4 sends
+			// OPEN by name at once: only a cached name is checked.)
+			lookup := h.lookup
+			if h.v4() {
+				lookup = func(dir fileID, base, _ string) (fileID, bool, error) {
+					if d, ok := h.cachedDentry(dir, base); ok && !d.neg {
+						return d.id, false, nil
+					}
+					return 0, false, syscall.ENOENT
+				}
+			}
+			if id, _, err := lookup(dir, base, name); err == nil {
 				if ka, err := h.known(id, name); err == nil && ka.mode&fs.ModeSymlink != 0 {
 					target, err := h.readlinkID(id, name)
 					if err != nil {
@@ -360,7 +370,10 @@ func (h *Host) openV3(dir fileID, base, p string, flag vfs.Flag, perm fs.FileMod
 			return h.createUnchecked(dir, base, p, perm)
 		}
 	}
-	for try := 0; try < 2; try++ {
+	// A stale cached name is looked up afresh within the same walk, and a
+	// walk that still meets ESTALE is retried once with forced lookups by
+	// the VFS (LOOKUP_REVAL): three chances in all (N16).
+	for try := 0; try < 3; try++ {
 		id, fresh, err := h.lookup(dir, base, p)
 		if h.sim.kind(N5) { // the server resolves the name, as v4 does
 			id, fresh, err = h.lookupRPC(dir, base, p)
@@ -392,6 +405,10 @@ func (h *Host) openV3(dir fileID, base, p string, flag vfs.Flag, perm fs.FileMod
 			}
 		}
 		if err := h.checkAccess(id, p); err != nil {
+			if errors.Is(err, syscall.ESTALE) && !h.mount.NoESTALERetry {
+				h.forget(id)
+				continue
+			}
 			return 0, false, err
 		}
 		return id, false, nil
@@ -444,7 +461,6 @@ func (h *Host) createExclusive(dir fileID, base, p string, perm fs.FileMode) (fi
 	h.update(da, false, &pre)
 	h.update(a, false, nil)
 	h.cacheDentry(dir, base, a.id, false)
-	h.access[a.id] = true
 	if guarded {
 		return a.id, nil
 	}
@@ -500,7 +516,6 @@ func (h *Host) createUnchecked(dir fileID, base, p string, perm fs.FileMode) (fi
 	h.update(da, false, &pre)
 	h.update(a, false, nil)
 	h.cacheDentry(dir, base, id, false)
-	h.access[id] = true
 	return id, created, nil
 }
 
