@@ -234,3 +234,25 @@ type Config struct {
 func DefaultConfig(seed uint64) Config {
 	return Config{Seed: seed, Server: DefaultServer(), Latency: DefaultLatency()}
 }
+
+// LocalDiskConfig returns the simulation used as the model of a local
+// disk: one host (use LocalDiskMount), no network latency, and crashes
+// that lose unsynced data in any subset of 512-byte sectors (torn
+// writes at sector size). Namespace operations are durable when they
+// return, which is kinder than a local file system that needs an fsync
+// of the directory (docs/design.md lists this gap).
+func LocalDiskConfig(seed uint64) Config {
+	c := DefaultConfig(seed)
+	c.Latency = Latency{}
+	c.CrashUnit = 512
+	return c
+}
+
+// LocalDiskMount returns mount options under which one host behaves as a
+// process on a local disk: it sees its own writes, and only a crash shows
+// what was not synced.
+func LocalDiskMount() Mount {
+	m := DefaultMount()
+	m.FlushOnRename = false
+	return m
+}
