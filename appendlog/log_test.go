@@ -18,6 +18,13 @@ var ctx = context.Background()
 
 const host = "mx1"
 
+// tb is what the helpers need of *testing.T and *rapid.T.
+type tb interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+}
+
 func seeded(seed uint64) Options {
 	return Options{Rand: rand.New(rand.NewPCG(seed, 99))}
 }
@@ -31,7 +38,7 @@ func mustCreate(t testing.TB, fsys vfs.FS) *Writer {
 	return w
 }
 
-func mustOpenReader(t testing.TB, fsys vfs.FS) *Reader {
+func mustOpenReader(t tb, fsys vfs.FS) *Reader {
 	t.Helper()
 	r, err := OpenReader(ctx, fsys, "idx", host, Options{})
 	if err != nil {

@@ -57,6 +57,10 @@ type FS struct {
 	// FailSyncs makes the next FailSyncs Sync/Datasync calls fail with
 	// ErrInjected without making anything durable.
 	FailSyncs int
+	// FailSyncAt, when positive, counts down at every Sync/Datasync; the
+	// call that brings it to zero fails with ErrInjected (so 2 lets one
+	// sync succeed and fails the second).
+	FailSyncAt int
 	// SkipSync, when true, makes Sync and Datasync return nil without making
 	// anything durable: a disk that lies. Tests use it to prove that a
 	// missing barrier is caught.
@@ -397,6 +401,12 @@ func (f *File) Datasync() error {
 	if f.fs.FailSyncs > 0 {
 		f.fs.FailSyncs--
 		return pathErr("sync", f.name, ErrInjected)
+	}
+	if f.fs.FailSyncAt > 0 {
+		f.fs.FailSyncAt--
+		if f.fs.FailSyncAt == 0 {
+			return pathErr("sync", f.name, ErrInjected)
+		}
 	}
 	if f.fs.SkipSync {
 		return nil
