@@ -55,9 +55,11 @@ func (f Flag) AccessMode() Flag { return f & Flag(syscall.O_ACCMODE) }
 // Has reports whether every bit of g is set in f.
 func (f Flag) Has(g Flag) bool { return f&g == g }
 
-// FS is a file system. All paths are slash-separated and interpreted by the
-// implementation (relative to its root for nfssim, as given for the OS).
-// Implementations must be safe for concurrent use.
+// FS is a file system. Names are slash-separated and relative to the file
+// system's root, following fs.ValidPath ("." is the root); absolute names
+// and ".." are rejected with an error matching fs.ErrInvalid or EINVAL.
+// Implementations must be safe for concurrent use. One that holds
+// resources (osfs holds a directory descriptor) implements io.Closer.
 type FS interface {
 	// OpenFile opens name. perm is used only when the file is created.
 	OpenFile(name string, flag Flag, perm fs.FileMode) (File, error)
@@ -97,16 +99,20 @@ type FS interface {
 }
 
 // File is an open file. Its methods use explicit offsets, never a shared
-// file position, except Write, which exists for Append files.
+// file position, except Write, which exists for Append files. A File is
+// safe for concurrent use; calls after Close fail with an error matching
+// fs.ErrClosed.
 type File interface {
 	// ReadAt reads len(p) bytes at off; like io.ReaderAt it returns io.EOF
-	// when fewer bytes are available. On NFS the bytes may come from this
+	// when fewer bytes are available (and may return nil or io.EOF when
+	// the read ends exactly at the end of file). On NFS the bytes may come from this
 	// host's page cache and be stale (N2), and a read racing a write on
 	// another host may see any mixture of old and new bytes (N8).
 	ReadAt(p []byte, off int64) (n int, err error)
 	// WriteAt writes p at off. The bytes are durable only after Sync or
 	// Datasync; until then they may reach the server (or disk) in any order
-	// and any subset (N7). It does not modify p.
+	// and any subset (N7). It does not modify p. On a file opened with
+	// Append its effect is unspecified (Linux appends): use Write.
 	WriteAt(p []byte, off int64) (n int, err error)
 	// Write appends p at the end of a file opened with Append; on other
 	// files it writes at offset 0 and then onwards like write(2) would from
