@@ -259,7 +259,7 @@ func (lf *logFile) readFrame(ctx context.Context, off, limit int64) (frame, erro
 }
 
 func (lf *logFile) readFrameOnce(off, limit int64) (frame, error) {
-	head := make([]byte, min(4096, limit-off))
+	head := make([]byte, min(512, limit-off))
 	if err := lf.readAt(head, off); err != nil {
 		return frame{}, err
 	}

@@ -1,0 +1,77 @@
+package appendlog
+
+import (
+	"bytes"
+	"encoding/hex"
+	"flag"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/nfsindex/nfsindex/internal/atomicrectest"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+
+// golden compares got with testdata/name (a hex dump); with -update it
+// rewrites it. A failure means the on-disk format changed: bump
+// FormatVersion and update docs/design.md, or undo the change.
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	dump := []byte(hex.Dump(got))
+	if *update {
+		if err := os.WriteFile(path, dump, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -run %s -update to create it)", err, t.Name())
+	}
+	if !bytes.Equal(dump, want) {
+		t.Fatalf("bytes of %s changed: the on-disk format is pinned.\ngot:\n%s", name, dump)
+	}
+}
+
+func TestGoldenHeader(t *testing.T) {
+	h := header{id: 0x1122334455667788, used: 4096 + 64, start: 4096, groupHash: 0xabcdef, records: 1, host: "mx1.example"}
+	golden(t, "header_payload.hex", encodeHeader(h))
+}
+
+func TestGoldenFrame(t *testing.T) {
+	golden(t, "frame_plain.hex", encodeFrame(nil, 0x1122334455667788, 4096, 7, 0, []byte("hello, log")))
+	golden(t, "frame_continuation.hex", encodeFrame(nil, 0x1122334455667788, 4160, 8, 4096, []byte("more")))
+}
+
+// TestGoldenLog pins a whole log file: creation, a commit of two records,
+// and a commit linking a continuation (so a set next word is pinned too).
+func TestGoldenLog(t *testing.T) {
+	m := atomicrectest.New()
+	w, err := Create(ctx, m, "idx", "mx1", Options{ID: 0x1122334455667788, Rand: rand.New(rand.NewPCG(1, 2))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := mustAppend(t, w, 1, "first")
+	mustAppend(t, w, 2, "second")
+	mustCommit(t, w)
+	if _, err := w.AppendAfter(ctx, a, 3, []byte("continued")); err != nil {
+		t.Fatal(err)
+	}
+	mustCommit(t, w)
+	img := m.Bytes("idx/log.mx1")
+	golden(t, "log_mx1.hex", img)
+	// And the pinned bytes read back.
+	dm := atomicrectest.New()
+	dm.SetBytes("idx/log.mx1", img)
+	r, err := OpenReader(ctx, dm, "idx", "mx1", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := r.Chain(ctx, a)
+	if err != nil || len(ch) != 2 || string(ch[1].Payload) != "continued" {
+		t.Fatalf("chain of the golden log = %+v, %v", ch, err)
+	}
+}
