@@ -29,9 +29,11 @@ const (
 	headerAlign = 512
 )
 
-// HeaderLayout is where the header record lives: an atomicrec record at
-// offset 0 whose copies each fill one 512-byte sector.
-var HeaderLayout = atomicrec.Layout{Offset: 0, PayloadSize: headerPayloadSize, Align: headerAlign}
+// HeaderLayout returns where the header record lives: an atomicrec record
+// at offset 0 whose copies each fill one 512-byte sector.
+func HeaderLayout() atomicrec.Layout {
+	return atomicrec.Layout{Offset: 0, PayloadSize: headerPayloadSize, Align: headerAlign}
+}
 
 // The header payload (inside each atomicrec copy). Part of the on-disk
 // format.

@@ -3,6 +3,7 @@ package appendlog
 import (
 	"bytes"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"math/rand/v2"
 	"os"
@@ -73,5 +74,20 @@ func TestGoldenLog(t *testing.T) {
 	ch, err := r.Chain(ctx, a)
 	if err != nil || len(ch) != 2 || string(ch[1].Payload) != "continued" {
 		t.Fatalf("chain of the golden log = %+v, %v", ch, err)
+	}
+}
+
+// TestReadImage: the pure reader agrees with a Reader on the golden log.
+func TestReadImage(t *testing.T) {
+	m := atomicrectest.New()
+	w := mustCreate(t, m)
+	mustAppend(t, w, 1, "x")
+	mustCommit(t, w)
+	info, recs, err := ReadImage(m.Bytes("idx/"+LogName(host)), host)
+	if err != nil || info != w.Info() || len(recs) != 1 || string(recs[0].Payload) != "x" {
+		t.Fatalf("ReadImage = %+v, %+v, %v", info, recs, err)
+	}
+	if _, _, err := ReadImage([]byte("garbage"), host); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("ReadImage(garbage) = %v, want ErrCorrupt", err)
 	}
 }

@@ -106,7 +106,7 @@ func newLogFile(f vfs.File, path, host string, opts Options) (*logFile, error) {
 	if rng == nil {
 		rng = atomicrec.NewRand()
 	}
-	hdr, err := atomicrec.New(f, HeaderLayout, atomicrec.Options{Path: path, Rereads: opts.Rereads, Rand: rng})
+	hdr, err := atomicrec.New(f, HeaderLayout(), atomicrec.Options{Path: path, Rereads: opts.Rereads, Rand: rng})
 	if err != nil {
 		return nil, err
 	}
