@@ -467,6 +467,22 @@ func checkN14(t tb, off Anomalies) {
 	if le != nil || re != nil {
 		t.Fatalf("N14: with a DRC the answers are %v / %v, want success", le, re)
 	}
+	// A server without EXCLUSIVE support makes the client fall back to
+	// GUARDED, whose retransmission reports EEXIST for its own create.
+	s := newSim(t, off, func(c *Config) {
+		c.Server.DRCSize, c.Server.NoExclusive = 0, true
+		c.Fault = func(p Point) Fault {
+			if p.Kind == PointRPC && p.RPC == CREATE {
+				return Fault{Kind: DropReply}
+			}
+			return Fault{}
+		}
+	})
+	a := addHost(t, s, "a", nil).FS()
+	_, err := a.OpenFile("lock", vfs.WriteOnly|vfs.Create|vfs.Excl, 0o644)
+	wantErr(t, "N14: GUARDED create retransmitted", err, fs.ErrExist)
+	_, err = a.Stat("lock")
+	must(t, "the create happened", err)
 }
 
 func checkN15(t tb, off Anomalies) {
