@@ -38,6 +38,18 @@ type Options struct {
 	// quarter of the cache's capacity in blocks, so read-ahead cannot evict
 	// its own blocks before they are used.
 	MaxReadAheadBlocks int
+	// ReadConcurrency is how many block reads one ReadAt keeps in flight at
+	// once, read-ahead included. Zero or one, the default, issues them one
+	// after another from the calling goroutine in ascending offset order,
+	// so a ReadAt does the same I/O in the same order every time and starts
+	// no goroutine: that is what a deterministic simulation needs (inside
+	// an nfssim task, a goroutine the simulator did not start must not call
+	// into it). On a real NFS mount, set it to MaxReadAheadBlocks so the
+	// READs of a read-ahead window overlap: a sequential scan of N blocks
+	// then waits about log2(window) + N/window round trips instead of N.
+	// The reads issued, and so the counters, are the same either way.
+	// Negative is an error.
+	ReadConcurrency int
 
 	_ struct{} // forces keyed literals: the struct will grow
 }
@@ -99,6 +111,7 @@ type Cache struct {
 	blockSize   int64
 	memoryBytes int64
 	maxWindow   int // read-ahead cap in blocks, >= 1
+	concurrency int // block reads in flight per ReadAt, >= 1; 1 is sequential
 
 	mu    sync.Mutex
 	files map[FileID]*fileState
@@ -186,6 +199,8 @@ func New(opts Options) (*Cache, error) {
 		return nil, fmt.Errorf("readahead: MemoryBytes %d is less than BlockSize %d", mem, bs)
 	case maxWindow < 0:
 		return nil, fmt.Errorf("readahead: MaxReadAheadBlocks %d is negative", maxWindow)
+	case opts.ReadConcurrency < 0:
+		return nil, fmt.Errorf("readahead: ReadConcurrency %d is negative", opts.ReadConcurrency)
 	}
 	capacity := mem / bs
 	if capacity > 1<<30 {
@@ -196,6 +211,7 @@ func New(opts Options) (*Cache, error) {
 		blockSize:   bs,
 		memoryBytes: mem,
 		maxWindow:   maxWindow,
+		concurrency: max(opts.ReadConcurrency, 1),
 		files:       make(map[FileID]*fileState),
 		slots:       make([]*block, capacity),
 		free:        make([]int, 0, capacity),
@@ -214,9 +230,10 @@ func (c *Cache) BlockSize() int64 { return c.blockSize }
 // Readers of the same id share cached blocks, the immutable claim and the
 // revalidation baseline, just as all the file descriptors of one NFS client
 // share its page cache (N22); each Reader has its own read-ahead window.
-// The caller keeps ownership of f: close the Reader, then f. The cache calls
-// f.ReadAt from several goroutines at once (read-ahead reads in parallel), as
-// pread and every vfs implementation allow.
+// The caller keeps ownership of f: close the Reader, then f. By default the
+// cache calls f.ReadAt only from the goroutine that called Reader.ReadAt;
+// with Options.ReadConcurrency above one it calls it from several goroutines
+// at once, as pread and every vfs implementation allow.
 func (c *Cache) Open(f vfs.File, id FileID) *Reader {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -74,6 +74,8 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		{"negative block size", readahead.Options{BlockSize: -1}, false},
 		{"memory below one block", readahead.Options{BlockSize: 4096, MemoryBytes: 4095}, false},
 		{"negative read-ahead", readahead.Options{MaxReadAheadBlocks: -1}, false},
+		{"negative read concurrency", readahead.Options{ReadConcurrency: -1}, false},
+		{"parallel reads", readahead.Options{ReadConcurrency: 16}, true},
 		{"one block", readahead.Options{BlockSize: 4096, MemoryBytes: 4096}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -100,6 +102,7 @@ func TestReadAtMatchesReaderAt(t *testing.T) {
 	for _, opts := range []readahead.Options{
 		{BlockSize: bs, MemoryBytes: 64 * bs},
 		{BlockSize: bs, MemoryBytes: bs, MaxReadAheadBlocks: 1}, // one slot: every multi-block read evicts
+		{BlockSize: bs, MemoryBytes: 64*bs + 1, ReadConcurrency: 3},
 	} {
 		c := newCache(t, opts)
 		f := newFakeFile("x", 1, data)
@@ -687,7 +690,13 @@ func TestClose(t *testing.T) {
 // identity from several goroutines over a file that does not change; run it
 // with -race. Every read must return the file's bytes.
 func TestConcurrentReaders(t *testing.T) {
-	c := newCache(t, readahead.Options{BlockSize: bs, MemoryBytes: 24 * bs, MaxReadAheadBlocks: 4})
+	for _, conc := range []int{0, 4} {
+		t.Run(fmt.Sprint("ReadConcurrency=", conc), func(t *testing.T) { concurrentReaders(t, conc) })
+	}
+}
+
+func concurrentReaders(t *testing.T, concurrency int) {
+	c := newCache(t, readahead.Options{BlockSize: bs, MemoryBytes: 24 * bs, MaxReadAheadBlocks: 4, ReadConcurrency: concurrency})
 	data := pattern(97*bs+5, 23)
 	f := newFakeFile("x", 1, data)
 	id := readahead.FileID{Ino: 1, Generation: 1}
@@ -721,4 +730,89 @@ func TestConcurrentReaders(t *testing.T) {
 	}
 	wg.Wait()
 	check(t, c)
+}
+
+// TestReadsAreSequentialByDefault: without ReadConcurrency the block reads
+// of a ReadAt, read-ahead included, arrive at the file one at a time and in
+// ascending offset order, so the I/O of a ReadAt never depends on the Go
+// scheduler (TestReadAheadInsideSimTask shows what that buys in nfssim).
+func TestReadsAreSequentialByDefault(t *testing.T) {
+	c := newCache(t, readahead.Options{BlockSize: bs, MemoryBytes: 256 * bs, MaxReadAheadBlocks: 8})
+	f := newFakeFile("x", 1, pattern(40*bs, 5))
+	f.logReads = true
+	var inflight, peak int
+	f.readHook = func(int64) ([]byte, error) {
+		// Unlocked on purpose: with sequential reads nothing else runs
+		// here, and -race reports it if something does.
+		inflight++
+		peak = max(peak, inflight)
+		inflight--
+		return nil, nil
+	}
+	r := c.Open(f, readahead.FileID{Ino: 1, Generation: 1})
+	if _, err := r.Revalidate(); err != nil { // the size stops read-ahead at the end
+		t.Fatal(err)
+	}
+	var want []int64
+	p := make([]byte, 3)
+	for off := int64(0); off+int64(len(p)) <= 40*bs; off += 3 {
+		if _, err := r.ReadAt(p, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range int64(40) {
+		want = append(want, i*bs)
+	}
+	if got := f.takeReadsInOrder(); !slices.Equal(got, want) {
+		t.Fatalf("reads arrived at %v, want %v", got, want)
+	}
+	if peak != 1 {
+		t.Fatalf("%d reads in flight at once", peak)
+	}
+	if s := c.Stats(); s.ReadAheadBlocks == 0 || s.ReadCalls != 40 {
+		t.Fatalf("stats %+v: want 40 read calls, most of them read-ahead", s)
+	}
+}
+
+// TestParallelReadsOverlap: with ReadConcurrency k, the block reads of one
+// ReadAt are in flight together, k at a time and never more. Each read waits
+// until k have started, so a cache that read them one by one would hang here.
+func TestParallelReadsOverlap(t *testing.T) {
+	for _, k := range []int{2, 4} {
+		t.Run(fmt.Sprint(k), func(t *testing.T) {
+			c := newCache(t, readahead.Options{BlockSize: bs, MemoryBytes: 64 * bs, MaxReadAheadBlocks: 1, ReadConcurrency: k})
+			data := pattern(6*bs, 6)
+			f := newFakeFile("x", 1, data)
+			var mu sync.Mutex
+			var inflight, peak, arrived int
+			started := make(chan struct{})
+			f.readHook = func(int64) ([]byte, error) {
+				mu.Lock()
+				inflight++
+				peak = max(peak, inflight)
+				arrived++
+				first := arrived <= k
+				if arrived == k {
+					close(started)
+				}
+				mu.Unlock()
+				if first {
+					<-started
+				}
+				mu.Lock()
+				inflight--
+				mu.Unlock()
+				return nil, nil
+			}
+			r := c.Open(f, readahead.FileID{Ino: 1, Generation: 1})
+			read(t, r, 0, data) // six demanded blocks in one round
+			if peak != k {
+				t.Fatalf("%d reads in flight at most, want %d", peak, k)
+			}
+			if s := c.Stats(); s.ReadCalls != 6 || s.Misses != 6 {
+				t.Fatalf("stats %+v: want exactly 6 read calls", s)
+			}
+			check(t, c)
+		})
+	}
 }

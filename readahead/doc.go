@@ -68,11 +68,18 @@
 // sequential; when a sequential ReadAt misses, the window doubles (up to
 // MaxReadAheadBlocks, 16 blocks = 1 MiB by default, and at most a quarter of
 // the cache), and the blocks from the miss to the end of the window are read
-// together, in parallel, never past the last known end of file. Any other
-// ReadAt resets the window to one block. ReadAt returns when all its reads
-// have finished: no read outlives the call and the counters are exact. A
-// sequential scan of N blocks costs N reads in about log2(16) + N/16 round
-// trips instead of N.
+// together, never past the last known end of file. Any other ReadAt resets
+// the window to one block. ReadAt returns when all its reads have finished:
+// no read outlives the call and the counters are exact.
+//
+// By default the reads of one ReadAt are issued one after another, in
+// ascending offset order, from the calling goroutine: the I/O is then a
+// function of the cache's state and the file's answers, never of the Go
+// scheduler, which a deterministic simulation (nfssim, whose tasks must not
+// start goroutines that call into it) requires. Options.ReadConcurrency
+// above one issues that many at a time in parallel, for real NFS mounts: a
+// sequential scan of N blocks then costs the same N reads in about
+// log2(16) + N/16 round trips instead of N.
 //
 // # Eviction
 //
@@ -90,7 +97,9 @@
 // maps and ring; it is never held during I/O, and cached bytes are copied to
 // the caller outside it (a block's bytes never change once cached). Two
 // goroutines that miss the same block at once may both read it; one copy is
-// kept. Nothing here waits for another host.
+// kept. Only with ReadConcurrency above one does the cache start goroutines
+// of its own, and never one that outlives a ReadAt. Nothing here waits for
+// another host.
 //
 // # Not guaranteed
 //

@@ -12,8 +12,9 @@ import (
 )
 
 // memFile is the smallest vfs.File for the example: bytes in memory, with
-// the ReadAt calls counted (each would be one READ RPC on NFS). The cache
-// calls ReadAt from several goroutines at once, as pread allows.
+// the ReadAt calls counted (each would be one READ RPC on NFS). The count is
+// atomic because with Options.ReadConcurrency above one the cache calls
+// ReadAt from several goroutines at once, as pread allows.
 type memFile struct {
 	data  []byte
 	reads atomic.Int64

@@ -145,14 +145,25 @@ func (f *fakeFile) counts() (reads, stats int) {
 	return f.readCalls, f.statCalls
 }
 
-// takeReads returns the offsets read since the last call, sorted (read-ahead
-// issues them in parallel, so arrival order is not deterministic).
+// takeReads returns the offsets read since the last call, sorted (with
+// ReadConcurrency above one, read-ahead issues them in parallel and arrival
+// order is not deterministic; takeReadsInOrder keeps it).
 func (f *fakeFile) takeReads() []int64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	r := f.readAt
 	f.readAt = nil
 	slices.Sort(r)
+	return r
+}
+
+// takeReadsInOrder returns the offsets read since the last call in the order
+// the reads arrived.
+func (f *fakeFile) takeReadsInOrder() []int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r := f.readAt
+	f.readAt = nil
 	return r
 }
 

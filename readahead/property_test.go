@@ -30,14 +30,27 @@ import (
 //
 // After every step the cache's invariants hold (Cache.Check), memory included.
 // Replay a failure with the -rapid.seed (or the testdata/rapid fail file)
-// that rapid prints.
+// that rapid prints. The reads are sequential (the default); see
+// TestCachedReadsMatchUncachedParallel for ReadConcurrency above one.
 func TestCachedReadsMatchUncached(t *testing.T) {
-	rapid.Check(t, func(t *rapid.T) {
+	rapid.Check(t, func(t *rapid.T) { cachedReadsMatchUncached(t, 0) })
+}
+
+// TestCachedReadsMatchUncachedParallel is TestCachedReadsMatchUncached with
+// three block reads in flight at once. (A separate test rather than one more
+// draw, so that the committed fail files of the first still replay.)
+func TestCachedReadsMatchUncachedParallel(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) { cachedReadsMatchUncached(t, 3) })
+}
+
+func cachedReadsMatchUncached(t *rapid.T, concurrency int) {
+	{
 		bsz := rapid.SampledFrom([]int64{4, 8, 16}).Draw(t, "blockSize")
 		opts := readahead.Options{
 			BlockSize:          bsz,
 			MemoryBytes:        rapid.Int64Range(1, 12).Draw(t, "memoryBlocks")*bsz + rapid.Int64Range(0, bsz-1).Draw(t, "memorySlack"),
 			MaxReadAheadBlocks: rapid.IntRange(1, 8).Draw(t, "maxReadAhead"),
+			ReadConcurrency:    concurrency,
 		}
 		c, err := readahead.New(opts)
 		if err != nil {
@@ -69,7 +82,7 @@ func TestCachedReadsMatchUncached(t *testing.T) {
 				}
 			},
 		})
-	})
+	}
 }
 
 type model struct {

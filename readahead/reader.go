@@ -197,9 +197,11 @@ func (r *Reader) Invalidate(off, length int64) {
 // without I/O, as os.File.ReadAt does. A negative offset, or one within
 // (MaxReadAheadBlocks+1) blocks of the largest int64, is an error. Every block it touches is
 // served from the cache or read from the file with exactly one aligned ReadAt
-// of BlockSize bytes; when several are needed, and for read-ahead, the reads
-// are issued in parallel and ReadAt returns when all of them have finished,
-// so no read outlives the call.
+// of BlockSize bytes. When several are needed, and for read-ahead, the reads
+// are issued one after another from the calling goroutine in ascending
+// offset order, or, with Options.ReadConcurrency above one, that many at a
+// time in parallel; either way ReadAt returns when all of them have
+// finished, so no read outlives the call.
 //
 // Each block's bytes come from a single read of the file, never from two:
 // the cache never patches part of a block. A ReadAt spanning several mutable
@@ -247,7 +249,7 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 		r.window = 1
 	}
 
-	// A round reads what it can in one batch of parallel reads. It stops
+	// A round reads what it can in one batch of block reads. It stops
 	// after the block holding the last known end of file, so a read past the
 	// end does not fetch a run of empty blocks; if that block turns out full
 	// (the file grew), the next round goes on. Every round copies at least
@@ -403,17 +405,21 @@ type fetch struct {
 	err      error
 }
 
-// fetchAll reads every block of fetches, in parallel when there are several
-// (at most maxWindow at a time; the calling goroutine is one of them), and
-// returns when all are done.
+// fetchAll reads every block of fetches and returns when all are done. With
+// a concurrency of one it reads them in order from the calling goroutine, so
+// the I/O a ReadAt does is a function of the cache's state and the file's
+// answers, never of the Go scheduler. Otherwise it reads up to concurrency
+// blocks at a time in parallel; the calling goroutine is one of the readers.
 func (c *Cache) fetchAll(f vfs.File, fetches []fetch) {
 	bs := c.blockSize
 	one := func(ft *fetch) {
 		ft.data = make([]byte, bs)
 		ft.n, ft.err = f.ReadAt(ft.data, ft.index*bs)
 	}
-	if len(fetches) == 1 {
-		one(&fetches[0])
+	if c.concurrency == 1 || len(fetches) == 1 {
+		for i := range fetches {
+			one(&fetches[i])
+		}
 		return
 	}
 	var next atomic.Int64
@@ -427,7 +433,7 @@ func (c *Cache) fetchAll(f vfs.File, fetches []fetch) {
 		}
 	}
 	var wg sync.WaitGroup
-	for range min(len(fetches), c.maxWindow) - 1 {
+	for range min(len(fetches), c.concurrency) - 1 {
 		wg.Go(work)
 	}
 	work()
