@@ -76,8 +76,10 @@ type Stats struct {
 	Misses int64
 	// ReadAheadBlocks counts blocks read speculatively by read-ahead.
 	ReadAheadBlocks int64
-	// ReadCalls counts vfs.File.ReadAt calls issued; always Misses +
-	// ReadAheadBlocks. Each is one READ RPC on NFS when BlockSize <= rsize.
+	// ReadCalls counts vfs.File.ReadAt calls that have returned; Misses +
+	// ReadAheadBlocks whenever no ReadAt is in progress (a miss is counted
+	// when it is planned, its read when the read returns). Each is one
+	// READ RPC on NFS when BlockSize <= rsize.
 	ReadCalls int64
 	// BytesRead counts the bytes those calls returned.
 	BytesRead int64
@@ -122,7 +124,11 @@ type Cache struct {
 	hand  int
 
 	cachedBytes int64
-	stats       Stats // counters; the Cached* and MemoryBytes fields are filled by Stats
+	// missesInFlight counts the misses of ReadAt calls whose block reads
+	// have not returned yet: Misses counts them when they are planned,
+	// ReadCalls when the reads are done.
+	missesInFlight int64
+	stats          Stats // counters; the Cached* and MemoryBytes fields are filled by Stats
 }
 
 // fileState is everything the cache knows about one identity. It is shared
@@ -318,8 +324,8 @@ func (c *Cache) Check() error {
 	if c.cachedBytes > c.memoryBytes {
 		bad("cached bytes %d exceed the bound %d", c.cachedBytes, c.memoryBytes)
 	}
-	if s := c.stats; s.ReadCalls != s.Misses+s.ReadAheadBlocks {
-		bad("read calls %d != misses %d + read-ahead %d", s.ReadCalls, s.Misses, s.ReadAheadBlocks)
+	if s := c.stats; c.missesInFlight < 0 || s.ReadCalls+c.missesInFlight != s.Misses+s.ReadAheadBlocks {
+		bad("read calls %d + misses in flight %d != misses %d + read-ahead %d", s.ReadCalls, c.missesInFlight, s.Misses, s.ReadAheadBlocks)
 	}
 	return errors.Join(errs...)
 }

@@ -816,3 +816,39 @@ func TestParallelReadsOverlap(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckDuringRead: Check holds while another goroutine's ReadAt is
+// waiting for its block reads (misses are counted when planned, read calls
+// when they return). Found by proofs.TestReadaheadMatchesUncachedOnNFS, where
+// two nfssim tasks share a cache and one checks while the other is in a READ.
+func TestCheckDuringRead(t *testing.T) {
+	c := newCache(t, readahead.Options{BlockSize: bs, MemoryBytes: 64 * bs, MaxReadAheadBlocks: 4})
+	data := pattern(8*bs, 24)
+	f := newFakeFile("x", 1, data)
+	r := c.Open(f, readahead.FileID{Ino: 1, Generation: 1})
+	entered, release := make(chan struct{}), make(chan struct{})
+	f.readHook = func(int64) ([]byte, error) {
+		select {
+		case <-entered:
+		default:
+			close(entered)
+			<-release
+		}
+		return nil, nil
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		got := make([]byte, 3*bs)
+		if _, err := r.ReadAt(got, 0); err != nil || !bytes.Equal(got, data[:3*bs]) {
+			t.Errorf("ReadAt: %v %x", err, got)
+		}
+	})
+	<-entered
+	check(t, c) // three misses planned, no read call returned
+	close(release)
+	wg.Wait()
+	check(t, c)
+	if s := c.Stats(); s.ReadCalls != s.Misses+s.ReadAheadBlocks || s.Misses != 3 {
+		t.Fatalf("stats %+v", s)
+	}
+}

@@ -306,6 +306,7 @@ func (r *Reader) readRound(p []byte, off int64, st *readState, locked bool) (int
 			continue
 		}
 		c.stats.Misses++
+		c.missesInFlight++
 		parts = append(parts, part{index: index, fetch: len(fetches)})
 		fetches = append(fetches, fetch{index: index, demanded: true})
 		if fs.sizeHint >= 0 && index >= fs.sizeHint/bs {
@@ -344,7 +345,9 @@ func (r *Reader) readRound(p []byte, off int64, st *readState, locked bool) (int
 		ft := &fetches[i]
 		c.stats.ReadCalls++
 		c.stats.BytesRead += int64(ft.n)
-		if !ft.demanded {
+		if ft.demanded {
+			c.missesInFlight--
+		} else {
 			c.stats.ReadAheadBlocks++
 		}
 		start := ft.index * bs
