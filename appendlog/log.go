@@ -102,11 +102,7 @@ type logFile struct {
 }
 
 func newLogFile(f vfs.File, path, host string, opts Options) (*logFile, error) {
-	rng := opts.Rand
-	if rng == nil {
-		rng = atomicrec.NewRand()
-	}
-	hdr, err := atomicrec.New(f, HeaderLayout(), atomicrec.Options{Path: path, Rereads: opts.Rereads, Rand: rng})
+	hdr, err := atomicrec.New(f, HeaderLayout(), atomicrec.Options{Path: path, Rereads: opts.Rereads, Rand: opts.Rand})
 	if err != nil {
 		return nil, err
 	}
@@ -172,20 +168,16 @@ func (lf *logFile) accept(v atomicrec.Value) error {
 
 // verifyGroup checks that the frames of h's last group tile [start, used)
 // exactly, each valid for h's log id, and that their checksums hash to the
-// header's group hash. Reads are bounded by MaxGroupSize.
+// header's group hash. It reads frame by frame, so it allocates no more
+// than one frame, and no more than the file holds.
 func (lf *logFile) verifyGroup(h header) error {
-	n := h.used - h.start
-	assert(n >= 0 && n <= MaxGroupSize, "verifyGroup: group size not validated")
-	buf := make([]byte, n)
-	if err := lf.readAt(buf, h.start); err != nil {
-		return fmt.Errorf("%w: %v", ErrGroup, err)
-	}
+	assert(h.used-h.start >= 0 && h.used-h.start <= MaxGroupSize, "verifyGroup: group size not validated")
 	gh := newGroupHasher()
 	off := h.start
 	// Each frame is at least FrameOverhead bytes: the loop is bounded.
 	for steps := int64(0); off < h.used; steps++ {
-		assert(steps <= n/FrameOverhead, "verifyGroup: loop bound")
-		fr, err := decodeFrame(buf[off-h.start:], h.id, off, h.used)
+		assert(steps <= (h.used-h.start)/FrameOverhead, "verifyGroup: loop bound")
+		fr, err := lf.readFrameOnce(h.id, off, h.used)
 		if err != nil {
 			return fmt.Errorf("%w: frame at %d: %v", ErrGroup, off, err)
 		}
@@ -247,7 +239,7 @@ func (lf *logFile) readFrame(ctx context.Context, off, limit int64) (frame, erro
 			return frame{}, err
 		}
 		var fr frame
-		fr, err = lf.readFrameOnce(off, limit)
+		fr, err = lf.readFrameOnce(lf.id, off, limit)
 		if err == nil {
 			return fr, nil
 		}
@@ -258,7 +250,7 @@ func (lf *logFile) readFrame(ctx context.Context, off, limit int64) (frame, erro
 	return frame{}, lf.corrupt(off, err)
 }
 
-func (lf *logFile) readFrameOnce(off, limit int64) (frame, error) {
+func (lf *logFile) readFrameOnce(id uint64, off, limit int64) (frame, error) {
 	head := make([]byte, min(512, limit-off))
 	if err := lf.readAt(head, off); err != nil {
 		return frame{}, err
@@ -269,13 +261,19 @@ func (lf *logFile) readFrameOnce(off, limit int64) (frame, error) {
 	}
 	buf := head
 	if size := FrameSize(n); size > int64(len(head)) {
-		buf = make([]byte, size) // size <= MaxRecordSize+overhead and <= limit-off
+		// Probe the frame's last byte before allocating for it, so a
+		// length field can never make us allocate more than the file holds.
+		var last [1]byte
+		if err := lf.readAt(last[:], off+size-1); err != nil {
+			return frame{}, err
+		}
+		buf = make([]byte, size) // <= FrameSize(MaxRecordSize), and the bytes exist
 		copy(buf, head)
 		if err := lf.readAt(buf[len(head):], off+int64(len(head))); err != nil {
 			return frame{}, err
 		}
 	}
-	return decodeFrame(buf, lf.id, off, limit)
+	return decodeFrame(buf, id, off, limit)
 }
 
 func (lf *logFile) record(ctx context.Context, ref Ref) (Record, error) {

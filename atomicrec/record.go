@@ -106,7 +106,8 @@ type Options struct {
 	// Default 3; negative means 0.
 	Rereads int
 	// Rand draws the nonce of every write. Pass a seeded generator for a
-	// deterministic run (nfssim); nil means one seeded from crypto/rand.
+	// deterministic run (nfssim); nil means one seeded from crypto/rand at
+	// the first write (a Record that only reads never draws).
 	Rand *rand.Rand
 
 	_ struct{} // forces keyed literals: Options will grow
@@ -148,9 +149,6 @@ func New(f vfs.File, l Layout, opts Options) (*Record, error) {
 		return nil, err
 	}
 	r := &Record{f: f, l: l, path: opts.Path, rereads: opts.Rereads, span: make([]byte, l.Size()), rng: opts.Rand}
-	if r.rng == nil {
-		r.rng = NewRand()
-	}
 	if r.path == "" {
 		r.path = f.Name()
 	}
@@ -310,6 +308,9 @@ func (r *Record) Write(ctx context.Context, payload []byte) (Value, error) {
 	}
 	slot := 1 - r.slot
 	gen := r.maxGen + 1
+	if r.rng == nil {
+		r.rng = NewRand() // only writers need randomness
+	}
 	nonce := r.rng.Uint64() | 1<<63 // never 0
 	b := EncodeCopy(r.l, slot, gen, nonce, payload)
 	if _, err := r.f.WriteAt(b, r.l.CopyOffset(slot)); err != nil {
