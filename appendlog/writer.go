@@ -136,7 +136,7 @@ func recoverLog(ctx context.Context, fsys vfs.FS, f vfs.File, name, host string,
 	}
 	h, err := decodeHeader(c.Value.Payload)
 	assert(err == nil, "recover: accepted header does not decode")
-	lf.id, lf.h, lf.gen = h.id, h, c.Value.Gen
+	lf.id, lf.h, lf.gen, lf.sum = h.id, h, c.Value.Gen, c.Value.Sum
 	w := &Writer{lf: lf, fsys: fsys, gh: newGroupHasher(), linked: make(map[int64]bool)}
 	if c.Rejected != nil {
 		// A valid header copy newer than the committed one sits in the
@@ -152,7 +152,7 @@ func recoverLog(ctx context.Context, fsys vfs.FS, f vfs.File, name, host string,
 			return nil, fmt.Errorf("appendlog: recover %s: overwrite uncommitted header: %w", name, err)
 		}
 		lf.hdr.Durable(v)
-		lf.gen = v.Gen
+		lf.gen, lf.sum = v.Gen, v.Sum
 	}
 	if err := w.repairLinks(ctx); err != nil {
 		return nil, err
@@ -347,7 +347,7 @@ func (w *Writer) Commit(ctx context.Context) error {
 			return w.fail(err)
 		}
 		lf.hdr.Durable(v)
-		lf.h, lf.gen = h, v.Gen
+		lf.h, lf.gen, lf.sum = h, v.Gen, v.Sum
 		w.buf, w.bufRecs, w.gh = w.buf[:0], 0, newGroupHasher()
 	}
 	if len(w.links) > 0 {
