@@ -95,6 +95,7 @@ type CorruptError struct {
 	Reason string
 }
 
+// Error implements error.
 func (e *CorruptError) Error() string {
 	return fmt.Sprintf("atomicrec: %s at offset %d: %v: %s", e.Path, e.Offset, e.Err, e.Reason)
 }
