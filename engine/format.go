@@ -1,0 +1,297 @@
+package engine
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// File names in a mailbox directory. Part of the on-disk format.
+//
+//	t.<gen>.<seq>   one committed transaction: a symlink whose target is
+//	                the record (recordMagic, base64); installed by the
+//	                symlink's exclusive creation, the only test-and-set
+//	tail.<gen>      the publication counter of generation gen: its size
+//	                is the number of records of gen published so far;
+//	                at deadOffset it is marked dead once a newer
+//	                snapshot holds everything of gen
+//	index.<gen>     the snapshot holding every record up to the seal
+//	                that opened gen
+//	index.lock      a compactor's claim and its work file
+//	log.<host>      host's append-only log of cached fields (appendlog)
+const (
+	recordPrefix = "t."
+	tailPrefix   = "tail."
+	indexPrefix  = "index."
+	lockName     = "index.lock"
+)
+
+// deadOffset: a byte written here marks a generation's tail dead. It is
+// far beyond any real slot, so a size at or past it means "dead".
+const deadOffset = int64(1) << 40
+
+func recordName(gen uint32, seq uint64) string {
+	return recordPrefix + strconv.FormatUint(uint64(gen), 10) + "." + strconv.FormatUint(seq, 10)
+}
+
+func tailName(gen uint32) string  { return tailPrefix + strconv.FormatUint(uint64(gen), 10) }
+func indexName(gen uint32) string { return indexPrefix + strconv.FormatUint(uint64(gen), 10) }
+
+// parseGen returns gen of a name "<prefix><gen>".
+func parseGen(name, prefix string) (uint32, bool) {
+	s, ok := strings.CutPrefix(name, prefix)
+	if !ok {
+		return 0, false
+	}
+	g, err := strconv.ParseUint(s, 10, 32)
+	if err != nil || g == 0 || strconv.FormatUint(g, 10) != s {
+		return 0, false
+	}
+	return uint32(g), true
+}
+
+// Record layout (little-endian), before base64 (RawURLEncoding, so the
+// symlink target has no '/' and no NUL). Part of the on-disk format.
+//
+//	offset size field
+//	0      4    magic "NIR1"
+//	4      4    gen
+//	12     8    seq
+//	20     8    key owner
+//	28     8    key number
+//	36     2    op count
+//	38     ...  ops
+//	end-8  8    xxhash64 of everything before it
+const (
+	recordMagic = "NIR1"
+	// MaxRecordBytes bounds an encoded record: symlink targets are limited
+	// (Linux: 4095 bytes; some NFS servers less). Larger transactions must
+	// be split; cached fields live in the host's append-only log and the
+	// record holds only their reference.
+	MaxRecordBytes = 3000
+)
+
+// Op kinds. Part of the on-disk format.
+const (
+	opCreate  = 1 // uidvalidity u32, index id u64
+	opAppend  = 2 // flags u16, keywords, fields
+	opFlags   = 3 // uid u32, add u16, remove u16, add keywords, remove keywords
+	opExpunge = 4 // uid u32
+	opField   = 5 // uid u32, field
+	opSeal    = 6 // next gen u32
+)
+
+// Key identifies a transaction so that a caller whose Commit failed can
+// learn whether it happened (Mailbox.Committed). Owner is random per
+// Mailbox; N counts its transactions.
+type Key struct {
+	Owner uint64
+	N     uint64
+}
+
+// FieldRef locates a cached field's value in a host's append-only log.
+type FieldRef struct {
+	Name string
+	Host string
+	Ref  int64
+}
+
+type op struct {
+	kind        uint8
+	uid         uint32
+	flags       Flags // append: initial; flags: add
+	remove      Flags
+	keywords    []string // append: initial; flags: add
+	removeKw    []string
+	fields      []FieldRef // append: initial fields; field: one
+	uidValidity uint32
+	indexID     uint64
+	nextGen     uint32
+}
+
+type record struct {
+	gen uint32
+	seq uint64
+	key Key
+	ops []op
+}
+
+func (r *record) isSeal() (uint32, bool) {
+	if len(r.ops) == 1 && r.ops[0].kind == opSeal {
+		return r.ops[0].nextGen, true
+	}
+	return 0, false
+}
+
+type encoder struct{ b []byte }
+
+func (e *encoder) u8(v uint8)   { e.b = append(e.b, v) }
+func (e *encoder) u16(v uint16) { e.b = binary.LittleEndian.AppendUint16(e.b, v) }
+func (e *encoder) u32(v uint32) { e.b = binary.LittleEndian.AppendUint32(e.b, v) }
+func (e *encoder) u64(v uint64) { e.b = binary.LittleEndian.AppendUint64(e.b, v) }
+func (e *encoder) str(s string) {
+	e.u8(uint8(len(s)))
+	e.b = append(e.b, s...)
+}
+func (e *encoder) strs(ss []string) {
+	e.u8(uint8(len(ss)))
+	for _, s := range ss {
+		e.str(s)
+	}
+}
+func (e *encoder) field(f FieldRef) {
+	e.str(f.Name)
+	e.str(f.Host)
+	e.u64(uint64(f.Ref))
+}
+
+// encodeRecord returns the symlink target for r.
+func encodeRecord(r *record) (string, error) {
+	e := &encoder{b: make([]byte, 0, 128)}
+	e.b = append(e.b, recordMagic...)
+	e.u32(r.gen)
+	e.u64(r.seq)
+	e.u64(r.key.Owner)
+	e.u64(r.key.N)
+	e.u16(uint16(len(r.ops)))
+	for _, o := range r.ops {
+		e.u8(o.kind)
+		switch o.kind {
+		case opCreate:
+			e.u32(o.uidValidity)
+			e.u64(o.indexID)
+		case opAppend:
+			e.u16(uint16(o.flags))
+			e.strs(o.keywords)
+			e.u8(uint8(len(o.fields)))
+			for _, f := range o.fields {
+				e.field(f)
+			}
+		case opFlags:
+			e.u32(o.uid)
+			e.u16(uint16(o.flags))
+			e.u16(uint16(o.remove))
+			e.strs(o.keywords)
+			e.strs(o.removeKw)
+		case opExpunge:
+			e.u32(o.uid)
+		case opField:
+			e.u32(o.uid)
+			e.field(o.fields[0])
+		case opSeal:
+			e.u32(o.nextGen)
+		default:
+			return "", fmt.Errorf("engine: encode: unknown op %d", o.kind)
+		}
+	}
+	e.u64(xxhash.Sum64(e.b))
+	s := base64.RawURLEncoding.EncodeToString(e.b)
+	if len(s) > MaxRecordBytes {
+		return "", ErrTooLarge
+	}
+	return s, nil
+}
+
+type decoder struct {
+	b   []byte
+	err bool
+}
+
+func (d *decoder) take(n int) []byte {
+	if d.err || n > len(d.b) {
+		d.err = true
+		return make([]byte, n)
+	}
+	v := d.b[:n]
+	d.b = d.b[n:]
+	return v
+}
+func (d *decoder) u8() uint8   { return d.take(1)[0] }
+func (d *decoder) u16() uint16 { return binary.LittleEndian.Uint16(d.take(2)) }
+func (d *decoder) u32() uint32 { return binary.LittleEndian.Uint32(d.take(4)) }
+func (d *decoder) u64() uint64 { return binary.LittleEndian.Uint64(d.take(8)) }
+func (d *decoder) str() string { return string(d.take(int(d.u8()))) }
+func (d *decoder) strs() []string {
+	n := int(d.u8())
+	var out []string
+	for i := 0; i < n && !d.err; i++ {
+		out = append(out, d.str())
+	}
+	return out
+}
+func (d *decoder) field() FieldRef {
+	return FieldRef{Name: d.str(), Host: d.str(), Ref: int64(d.u64())}
+}
+
+// decodeRecord parses a symlink target. Every failure is a typed
+// *CorruptError naming the record; it never panics and allocates at most
+// a small multiple of len(target).
+func decodeRecord(name, target string) (*record, error) {
+	if len(target) > MaxRecordBytes {
+		return nil, corrupt(name, "record of %d bytes, more than %d", len(target), MaxRecordBytes)
+	}
+	b, err := base64.RawURLEncoding.DecodeString(target)
+	if err != nil {
+		return nil, corrupt(name, "not base64: %v", err)
+	}
+	if len(b) < 4+4+8+8+8+2+8 || string(b[:4]) != recordMagic {
+		return nil, corrupt(name, "bad magic or too short (%d bytes)", len(b))
+	}
+	sum := binary.LittleEndian.Uint64(b[len(b)-8:])
+	if xxhash.Sum64(b[:len(b)-8]) != sum {
+		return nil, corrupt(name, "checksum mismatch")
+	}
+	d := &decoder{b: b[4 : len(b)-8]}
+	r := &record{gen: d.u32(), seq: d.u64(), key: Key{Owner: d.u64(), N: d.u64()}}
+	n := int(d.u16())
+	for i := 0; i < n && !d.err; i++ {
+		o := op{kind: d.u8()}
+		switch o.kind {
+		case opCreate:
+			o.uidValidity, o.indexID = d.u32(), d.u64()
+		case opAppend:
+			o.flags = Flags(d.u16())
+			o.keywords = d.strs()
+			k := int(d.u8())
+			for j := 0; j < k && !d.err; j++ {
+				o.fields = append(o.fields, d.field())
+			}
+		case opFlags:
+			o.uid, o.flags, o.remove = d.u32(), Flags(d.u16()), Flags(d.u16())
+			o.keywords, o.removeKw = d.strs(), d.strs()
+		case opExpunge:
+			o.uid = d.u32()
+		case opField:
+			o.uid = d.u32()
+			o.fields = []FieldRef{d.field()}
+		case opSeal:
+			o.nextGen = d.u32()
+		default:
+			return nil, corrupt(name, "unknown op kind %d", o.kind)
+		}
+		r.ops = append(r.ops, o)
+	}
+	if d.err || len(d.b) != 0 {
+		return nil, corrupt(name, "truncated or trailing bytes in the ops")
+	}
+	return r, nil
+}
+
+// sortedUnique returns the strings sorted without duplicates.
+func sortedUnique(ss []string) []string {
+	out := append([]string(nil), ss...)
+	sort.Strings(out)
+	j := 0
+	for i, s := range out {
+		if i == 0 || s != out[j-1] {
+			out[j] = s
+			j++
+		}
+	}
+	return out[:j]
+}

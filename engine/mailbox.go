@@ -1,0 +1,358 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	mrand "math/rand/v2"
+	"path"
+	"sync"
+
+	"github.com/nfsindex/nfsindex/appendlog"
+	"github.com/nfsindex/nfsindex/vfs"
+)
+
+// Options configure Open.
+type Options struct {
+	// FS is the file system: vfs/osfs on a local disk or an NFS mount, or
+	// a host of nfssim.
+	FS vfs.FS
+	// Dir is the mailbox's index directory (created if missing).
+	Dir string
+	// Host names this host (gethostname); it names the host's log of
+	// cached fields and must differ between hosts.
+	Host string
+	// UIDValidity of a mailbox this Open creates; 0 draws one.
+	UIDValidity uint32
+	// Rand draws idempotency owners and new mailboxes' ids. Pass a seeded
+	// generator for a deterministic run; nil seeds one from crypto/rand.
+	Rand *mrand.Rand
+	// MaxCommitTries bounds how often one commit retries after losing the
+	// race for a sequence number (default 1000).
+	MaxCommitTries int
+	_              struct{}
+}
+
+// Mailbox is one open mailbox index. It is safe for concurrent use by the
+// goroutines of one process. Under nfssim, give each simulated process
+// (task) its own Mailbox: the simulator runs one task at a time, so a
+// task may never wait for another.
+type Mailbox struct {
+	mu     sync.Mutex
+	opt    Options
+	fsys   vfs.FS
+	rng    *mrand.Rand
+	st     *state
+	owner  uint64
+	nextN  uint64
+	pub    vfs.File // tail of pubGen, opened DSync for publishing
+	pubGen uint32
+	fields *appendlog.Writer
+	logs   map[string]*appendlog.Reader
+	closed bool
+}
+
+// Open opens (creating if needed) the mailbox index in opt.Dir. It reads
+// every committed change: a Mailbox starts fresh.
+func Open(ctx context.Context, opt Options) (*Mailbox, error) {
+	if opt.FS == nil || opt.Dir == "" {
+		return nil, errors.New("engine: Options.FS and Options.Dir are required")
+	}
+	if err := appendlog.ValidHost(opt.Host); err != nil {
+		return nil, fmt.Errorf("engine: Options.Host: %w", err)
+	}
+	if opt.MaxCommitTries <= 0 {
+		opt.MaxCommitTries = 1000
+	}
+	rng := opt.Rand
+	if rng == nil {
+		var seed [16]byte
+		if _, err := rand.Read(seed[:]); err != nil {
+			return nil, err
+		}
+		rng = mrand.New(mrand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:])))
+	}
+	m := &Mailbox{opt: opt, fsys: opt.FS, rng: rng, st: newState(), logs: map[string]*appendlog.Reader{}}
+	m.owner = rng.Uint64() | 1
+	if err := m.fsys.Mkdir(opt.Dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("engine: open: %w", err)
+	}
+	if err := m.ensureTail(1); err != nil {
+		return nil, err
+	}
+	if err := m.refresh(ctx); err != nil {
+		m.closeFiles()
+		return nil, err
+	}
+	if !m.st.created {
+		uv := opt.UIDValidity
+		for uv == 0 {
+			uv = rng.Uint32()
+		}
+		create := op{kind: opCreate, uidValidity: uv, indexID: rng.Uint64()}
+		if _, err := m.commitOps(ctx, []op{create}, Key{}); err != nil {
+			m.closeFiles()
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *Mailbox) path(name string) string { return path.Join(m.opt.Dir, name) }
+
+// ensureTail creates tail.<gen> if missing (anyone may; the first wins).
+func (m *Mailbox) ensureTail(gen uint32) error {
+	f, err := m.fsys.OpenFile(m.path(tailName(gen)), vfs.WriteOnly|vfs.Create, 0o644)
+	if err != nil {
+		return fmt.Errorf("engine: create %s: %w", tailName(gen), err)
+	}
+	return f.Close()
+}
+
+// Close releases the mailbox. Commits in flight finish first.
+func (m *Mailbox) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	m.closed = true
+	return m.closeFiles()
+}
+
+func (m *Mailbox) closeFiles() error {
+	var first error
+	keep := func(err error) {
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	if m.pub != nil {
+		keep(m.pub.Close())
+		m.pub = nil
+	}
+	if m.fields != nil {
+		keep(m.fields.Close())
+		m.fields = nil
+	}
+	for h, r := range m.logs {
+		keep(r.Close())
+		delete(m.logs, h)
+	}
+	return first
+}
+
+// Header returns the mailbox header as of the last sync or commit.
+func (m *Mailbox) Header() Header {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.st.header
+}
+
+// readRecord reads the record at (gen, seq). The name exists: it was
+// published, or our own exclusive create reported it.
+func (m *Mailbox) readRecord(gen uint32, seq uint64) (*record, error) {
+	name := recordName(gen, seq)
+	target, err := m.fsys.Readlink(m.path(name))
+	if err != nil {
+		return nil, fmt.Errorf("engine: read %s: %w", name, err)
+	}
+	r, err := decodeRecord(name, target)
+	if err != nil {
+		return nil, err
+	}
+	if r.gen != gen || r.seq != seq {
+		return nil, corrupt(name, "record claims generation %d sequence %d", r.gen, r.seq)
+	}
+	return r, nil
+}
+
+// refresh reads every published record this Mailbox has not applied
+// yet. Close-to-open on the tail file makes its size current (1 RPC); the
+// size only grows, so even a v3 client with coarse timestamps sees it
+// change (N3 hides only same-size rewrites).
+func (m *Mailbox) refresh(ctx context.Context) error {
+	for range 1 << 16 { // one round per generation crossed
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		gen := m.st.gen
+		size, err := m.tailSize(gen)
+		if err != nil {
+			return err
+		}
+		if size >= deadOffset {
+			return corrupt(tailName(gen), "generation marked dead, and this version does not compact")
+		}
+		published := m.st.base + uint64(size)
+		crossed := false
+		for m.st.applied < published && !crossed {
+			r, err := m.readRecord(gen, m.st.applied+1)
+			if err != nil {
+				return err
+			}
+			if err := m.applyRecord(r); err != nil {
+				return err
+			}
+			_, crossed = r.isSeal()
+		}
+		if !crossed {
+			return nil
+		}
+	}
+	return fmt.Errorf("engine: refresh crossed too many generations")
+}
+
+func (m *Mailbox) tailSize(gen uint32) (int64, error) {
+	f, err := m.fsys.OpenFile(m.path(tailName(gen)), vfs.ReadOnly, 0)
+	if err != nil {
+		return 0, fmt.Errorf("engine: open %s: %w", tailName(gen), err)
+	}
+	st, err := f.Stat()
+	cerr := f.Close()
+	if err != nil {
+		return 0, fmt.Errorf("engine: stat %s: %w", tailName(gen), err)
+	}
+	if cerr != nil {
+		return 0, cerr
+	}
+	return st.Size, nil
+}
+
+func (m *Mailbox) applyRecord(r *record) error {
+	_, err := m.st.apply(r)
+	if nextGen, ok := r.isSeal(); ok && err == nil && nextGen != m.st.gen {
+		return corrupt(recordName(r.gen, r.seq), "seal to generation %d applied as %d", nextGen, m.st.gen)
+	}
+	return err
+}
+
+// publish writes record seq's slot in its generation's tail, so that a
+// Sync anywhere sees it, and reports whether the generation was still
+// live when the write reached the server.
+func (m *Mailbox) publish(gen uint32, seq, base uint64) error {
+	if m.pub == nil || m.pubGen != gen {
+		if m.pub != nil {
+			m.pub.Close()
+			m.pub = nil
+		}
+		f, err := m.fsys.OpenFile(m.path(tailName(gen)), vfs.WriteOnly|vfs.DSync, 0)
+		if err != nil {
+			return fmt.Errorf("engine: open %s: %w", tailName(gen), err)
+		}
+		m.pub, m.pubGen = f, gen
+	}
+	if _, err := m.pub.WriteAt([]byte{1}, int64(seq-base-1)); err != nil {
+		return fmt.Errorf("engine: publish %s: %w", recordName(gen, seq), err)
+	}
+	st, err := m.pub.Stat()
+	if err != nil {
+		return fmt.Errorf("engine: publish %s: %w", recordName(gen, seq), err)
+	}
+	if st.Size >= deadOffset {
+		return corrupt(tailName(gen), "generation marked dead, and this version does not compact")
+	}
+	return nil
+}
+
+// Result is what a commit did.
+type Result struct {
+	// Seq is the commit's position in the total order; it is the MODSEQ
+	// of every message it changed.
+	Seq uint64
+	// UIDs are the UIDs given to the appended messages, in order.
+	UIDs []uint32
+}
+
+// commitOps installs ops as the next record: exclusive creation of the
+// name t.<gen>.<seq> is the test-and-set. On EEXIST the winner's record is
+// read and applied (our record is rebased: its effects are computed at
+// apply time) and the next number is tried; nobody waits for anybody.
+func (m *Mailbox) commitOps(ctx context.Context, ops []op, key Key) (Result, error) {
+	for range m.opt.MaxCommitTries {
+		if err := ctx.Err(); err != nil {
+			return Result{}, err
+		}
+		gen, seq, base := m.st.gen, m.st.applied+1, m.st.base
+		r := &record{gen: gen, seq: seq, key: key, ops: ops}
+		target, err := encodeRecord(r)
+		if err != nil {
+			return Result{}, err
+		}
+		serr := m.fsys.Symlink(target, m.path(recordName(gen, seq)))
+		if serr != nil && !errors.Is(serr, fs.ErrExist) {
+			return Result{}, fmt.Errorf("engine: install %s: %w", recordName(gen, seq), serr)
+		}
+		won := serr == nil
+		if !won {
+			// EEXIST: somebody else's record, or ours whose reply was lost
+			// and retransmitted (N14): read it back and compare.
+			got, err := m.readRecord(gen, seq)
+			if err != nil {
+				return Result{}, err
+			}
+			gotTarget, err := encodeRecord(got)
+			won = err == nil && gotTarget == target
+			if !won {
+				if err := m.applyRecord(got); err != nil {
+					return Result{}, err
+				}
+				if _, sealed := got.isSeal(); sealed {
+					if err := m.ensureTail(m.st.gen); err != nil {
+						return Result{}, err
+					}
+				}
+				continue
+			}
+		}
+		if err := m.publish(gen, seq, base); err != nil {
+			return Result{}, err
+		}
+		uidNext := m.st.header.UIDNext
+		if err := m.applyRecord(r); err != nil {
+			return Result{}, err
+		}
+		res := Result{Seq: seq}
+		for uid := uidNext; uid < m.st.header.UIDNext; uid++ {
+			res.UIDs = append(res.UIDs, uid)
+		}
+		return res, nil
+	}
+	return Result{}, ErrContended
+}
+
+// Sync reads every change committed anywhere since the last Sync or
+// Commit of this Mailbox: one RPC when there is none.
+func (m *Mailbox) Sync(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	return m.refresh(ctx)
+}
+
+// Committed reports whether the transaction with key k was committed. It
+// first makes sure every installed record is visible, by committing an
+// empty record (which also publishes records whose committer crashed
+// before publishing them).
+func (m *Mailbox) Committed(ctx context.Context, k Key) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return false, ErrClosed
+	}
+	if err := m.refresh(ctx); err != nil {
+		return false, err
+	}
+	if ok, err := m.st.committed(k); ok || err != nil {
+		return ok, err
+	}
+	if _, err := m.commitOps(ctx, nil, Key{}); err != nil {
+		return false, err
+	}
+	return m.st.committed(k)
+}

@@ -1,0 +1,204 @@
+package engine
+
+import (
+	"fmt"
+	"sort"
+)
+
+// Flags are the IMAP system flags of a message.
+type Flags uint16
+
+// System flags.
+const (
+	Seen Flags = 1 << iota
+	Answered
+	Flagged
+	Deleted
+	Draft
+)
+
+// Header is the mailbox header.
+type Header struct {
+	UIDValidity   uint32
+	UIDNext       uint32
+	HighestModSeq uint64
+	// IndexID identifies this mailbox's index for its whole life (the
+	// seed's indexid): a different id means a different mailbox.
+	IndexID uint64
+}
+
+// Message is one message as the index holds it.
+type Message struct {
+	UID      uint32
+	Flags    Flags
+	Keywords []string // sorted, each name once
+	// ModSeq is the sequence number of the last commit that changed the
+	// message: the total order's position (RFC 7162 MODSEQ).
+	ModSeq uint64
+	fields []FieldRef
+}
+
+// Field returns the reference of a cached field, if set.
+func (m *Message) Field(name string) (FieldRef, bool) {
+	for _, f := range m.fields {
+		if f.Name == name {
+			return f, true
+		}
+	}
+	return FieldRef{}, false
+}
+
+func (m *Message) clone() *Message {
+	c := *m
+	c.Keywords = append([]string(nil), m.Keywords...)
+	c.fields = append([]FieldRef(nil), m.fields...)
+	return &c
+}
+
+// keyWindow is how many keys per owner the state remembers for Committed.
+const keyWindow = 256
+
+// state is the mailbox as of a position in the total order. apply is
+// deterministic: every host that applies the same records in the same
+// order holds the same state (invariant I3).
+type state struct {
+	header  Header
+	created bool
+	msgs    []*Message // sorted by UID
+	applied uint64     // last applied sequence number
+	gen     uint32     // generation of the next record
+	base    uint64     // seq of the seal that opened gen (0 for gen 1)
+	keys    map[uint64][]uint64
+	// expunged records UIDs expunged at which seq, for views.
+}
+
+func newState() *state {
+	return &state{gen: 1, keys: map[uint64][]uint64{}}
+}
+
+func (s *state) find(uid uint32) (int, bool) {
+	i := sort.Search(len(s.msgs), func(i int) bool { return s.msgs[i].UID >= uid })
+	return i, i < len(s.msgs) && s.msgs[i].UID == uid
+}
+
+// clone copies the state; messages are copied on write by apply.
+func (s *state) clone() *state {
+	c := *s
+	c.msgs = append([]*Message(nil), s.msgs...)
+	c.keys = make(map[uint64][]uint64, len(s.keys))
+	for k, v := range s.keys {
+		c.keys[k] = v
+	}
+	return &c
+}
+
+// change is what one record did, for views.
+type change struct {
+	seq      uint64
+	appended []uint32
+	expunged []uint32
+	changed  []uint32
+}
+
+// apply applies record r at seq r.seq. Ops on messages that do not exist
+// (expunged by an earlier record) are no-ops, so every host reaches the
+// same state whatever it committed against.
+func (s *state) apply(r *record) (change, error) {
+	if r.seq != s.applied+1 {
+		return change{}, fmt.Errorf("engine: apply: record %d after %d", r.seq, s.applied)
+	}
+	ch := change{seq: r.seq}
+	for _, o := range r.ops {
+		switch o.kind {
+		case opCreate:
+			if !s.created {
+				s.created = true
+				s.header.UIDValidity, s.header.IndexID, s.header.UIDNext = o.uidValidity, o.indexID, 1
+			}
+		case opAppend:
+			uid := s.header.UIDNext
+			s.header.UIDNext++
+			m := &Message{UID: uid, Flags: o.flags, Keywords: sortedUnique(o.keywords), ModSeq: r.seq,
+				fields: append([]FieldRef(nil), o.fields...)}
+			s.msgs = append(s.msgs, m) // UIDs only grow: stays sorted
+			ch.appended = append(ch.appended, uid)
+		case opFlags, opField:
+			i, ok := s.find(o.uid)
+			if !ok {
+				continue
+			}
+			m := s.msgs[i].clone()
+			if o.kind == opFlags {
+				m.Flags = (m.Flags | o.flags) &^ o.remove
+				kw := append(m.Keywords, o.keywords...)
+				m.Keywords = without(sortedUnique(kw), o.removeKw)
+			} else {
+				m.fields = setField(m.fields, o.fields[0])
+			}
+			m.ModSeq = r.seq
+			s.msgs[i] = m
+			ch.changed = append(ch.changed, o.uid)
+		case opExpunge:
+			i, ok := s.find(o.uid)
+			if !ok {
+				continue
+			}
+			s.msgs = append(s.msgs[:i:i], s.msgs[i+1:]...)
+			ch.expunged = append(ch.expunged, o.uid)
+		case opSeal:
+			s.gen, s.base = o.nextGen, r.seq
+		}
+	}
+	s.applied = r.seq
+	s.header.HighestModSeq = r.seq
+	if r.key.Owner != 0 {
+		ks := append(s.keys[r.key.Owner], r.key.N)
+		if len(ks) > keyWindow {
+			ks = ks[len(ks)-keyWindow:]
+		}
+		s.keys[r.key.Owner] = ks
+	}
+	return ch, nil
+}
+
+func without(ss, drop []string) []string {
+	if len(drop) == 0 {
+		return ss
+	}
+	out := ss[:0:0]
+	for _, s := range ss {
+		keep := true
+		for _, d := range drop {
+			keep = keep && s != d
+		}
+		if keep {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func setField(fs []FieldRef, f FieldRef) []FieldRef {
+	for i := range fs {
+		if fs[i].Name == f.Name {
+			fs[i] = f
+			return fs
+		}
+	}
+	return append(fs, f)
+}
+
+// committed reports whether key is in the state: yes, no, or unknown
+// (older than the window).
+func (s *state) committed(k Key) (bool, error) {
+	ks := s.keys[k.Owner]
+	for _, n := range ks {
+		if n == k.N {
+			return true, nil
+		}
+	}
+	if len(ks) == keyWindow && k.N < ks[0] {
+		return false, ErrKeyUnknown
+	}
+	return false, nil
+}
