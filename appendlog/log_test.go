@@ -428,3 +428,41 @@ func TestLimits(t *testing.T) {
 		t.Fatalf("AppendAfter a bogus ref = %v", err)
 	}
 }
+
+// TestChainWrongTarget: a set next word that leads to a valid frame which
+// does not continue its record (a writer bug, or a word written at the
+// wrong place) is ErrChain, in Chain and in Check: never followed.
+func TestChainWrongTarget(t *testing.T) {
+	m := atomicrectest.New()
+	w := mustCreate(t, m)
+	a := mustAppend(t, w, 1, "a")
+	b := mustAppend(t, w, 1, "b")
+	c, err := w.AppendAfter(ctx, b, 2, []byte("continues b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustCommit(t, w)
+	f, err := m.OpenFile("idx/"+LogName(host), vfs.ReadWrite, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	word := atomicrec.EncodeSetOnce(int64(a)+fOffNext, uint64(c)) // a -> c, but c continues b
+	if _, err := f.WriteAt(word[:], int64(a)+fOffNext); err != nil {
+		t.Fatal(err)
+	}
+	r := mustOpenReader(t, m)
+	if ch, err := r.Chain(ctx, a); !errors.Is(err, ErrChain) {
+		t.Fatalf("Chain through a wrong next word = %+v, %v; want ErrChain", ch, err)
+	}
+	if err := r.Check(ctx); !errors.Is(err, ErrChain) {
+		t.Fatalf("Check = %v, want ErrChain", err)
+	}
+	// A next word pointing backwards (a cycle) is refused too.
+	word = atomicrec.EncodeSetOnce(int64(c)+fOffNext, uint64(b))
+	if _, err := f.WriteAt(word[:], int64(c)+fOffNext); err != nil {
+		t.Fatal(err)
+	}
+	if ch, err := r.Chain(ctx, b); !errors.Is(err, ErrChain) {
+		t.Fatalf("Chain with a backward next word = %+v, %v; want ErrChain", ch, err)
+	}
+}
