@@ -3,7 +3,6 @@ package appendlog_test
 import (
 	"context"
 	"fmt"
-	"os"
 
 	"github.com/nfsindex/nfsindex/appendlog"
 	"github.com/nfsindex/nfsindex/vfs/osfs"
@@ -13,12 +12,7 @@ import (
 // and reads them back the way another host would: with a Reader, which
 // never writes the file.
 func Example() {
-	dir, err := os.MkdirTemp("", "appendlog-example")
-	if err != nil {
-		panic(err)
-	}
-	defer os.RemoveAll(dir)
-	fsys, err := osfs.New(dir)
+	fsys, err := osfs.NewTemp("appendlog-example") // removed by Close
 	if err != nil {
 		panic(err)
 	}

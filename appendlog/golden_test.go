@@ -5,32 +5,54 @@ import (
 	"encoding/hex"
 	"errors"
 	"flag"
+	"io"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/nfsindex/nfsindex/internal/atomicrectest"
+	"github.com/nfsindex/nfsindex/vfs"
+	"github.com/nfsindex/nfsindex/vfs/osfs"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
 
 // golden compares got with testdata/name (a hex dump); with -update it
 // rewrites it. A failure means the on-disk format changed: bump
-// FormatVersion and update docs/design.md, or undo the change.
+// FormatVersion and update docs/design.md, or undo the change. The files
+// are read and written through the seam (osfs), like everything else.
 func golden(t *testing.T, name string, got []byte) {
 	t.Helper()
-	path := filepath.Join("testdata", name)
+	fsys, err := osfs.New("testdata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fsys.Close()
 	dump := []byte(hex.Dump(got))
 	if *update {
-		if err := os.WriteFile(path, dump, 0o644); err != nil {
+		f, err := fsys.OpenFile(name, vfs.WriteOnly|vfs.Create|vfs.Truncate, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteAt(dump, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
 			t.Fatal(err)
 		}
 		return
 	}
-	want, err := os.ReadFile(path)
+	f, err := fsys.OpenFile(name, vfs.ReadOnly, 0)
 	if err != nil {
 		t.Fatalf("%v (run go test -run %s -update to create it)", err, t.Name())
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]byte, fi.Size)
+	if _, err := f.ReadAt(want, 0); err != nil && !errors.Is(err, io.EOF) {
+		t.Fatal(err)
 	}
 	if !bytes.Equal(dump, want) {
 		t.Fatalf("bytes of %s changed: the on-disk format is pinned.\ngot:\n%s", name, dump)
