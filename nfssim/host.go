@@ -1475,3 +1475,15 @@ func (h *Host) LockLocal(name string) (unlock func(), err error) {
 		delete(h.locks, id)
 	}, nil
 }
+
+// Sleep lets d of simulated time pass for the calling task of this host
+// (think time of a simulated process): other tasks run meanwhile. Outside
+// Run it advances the clock.
+func (h *Host) Sleep(d time.Duration) {
+	h.sim.mu.Lock()
+	defer h.sim.mu.Unlock()
+	if d < 0 {
+		d = 0
+	}
+	h.sim.yield(h, d)
+}
