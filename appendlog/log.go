@@ -100,6 +100,7 @@ type logFile struct {
 	gen     uint64
 	sum     uint64 // checksum of the accepted header copy: its group is verified
 	rereads int
+	reader  bool // a Reader's: a failed frame read rechecks the header (never the writer's own state)
 }
 
 func newLogFile(f vfs.File, path, host string, opts Options) (*logFile, error) {
@@ -249,6 +250,15 @@ func (lf *logFile) readFrame(ctx context.Context, off, limit int64) (frame, erro
 		}
 		if !errors.Is(err, ErrCorrupt) {
 			return frame{}, err
+		}
+	}
+	if lf.reader {
+		// Below used_file_size every byte was committed, so a bad frame is
+		// damage, unless the commit this Reader saw is itself gone: a
+		// header read before the NFS server made it stable and then lost
+		// in a server crash (N10). Tell the two apart.
+		if rerr := lf.refresh(ctx); errors.Is(rerr, atomicrec.ErrRegressed) {
+			return frame{}, fmt.Errorf("appendlog: %s: frame at %d: %v: %w", lf.path, off, err, rerr)
 		}
 	}
 	return frame{}, lf.corrupt(off, err)

@@ -466,3 +466,38 @@ func TestChainWrongTarget(t *testing.T) {
 		t.Fatalf("Chain with a backward next word = %+v, %v; want ErrChain", ch, err)
 	}
 }
+
+// TestReaderLostCommitIsRegressed: a Reader that trusted a commit which
+// then vanished (the N10 case: header and frames were served by the NFS
+// server before they were stable, and a server crash lost them, while the
+// writer host crashed too) gets ErrRegressed when it reads a frame that is
+// gone, not ErrCorrupt: nothing is damaged, the state went back.
+func TestReaderLostCommitIsRegressed(t *testing.T) {
+	m := atomicrectest.New()
+	w := mustCreate(t, m)
+	mustAppend(t, w, 1, "kept")
+	mustCommit(t, w)
+	name := "idx/" + LogName(host)
+	before := m.Bytes(name)
+	lost := mustAppend(t, w, 1, "lost")
+	mustCommit(t, w)
+	r := mustOpenReader(t, m)
+	m.SetBytes(name, before) // the second commit is gone
+	if _, err := r.Read(ctx, lost); !errors.Is(err, atomicrec.ErrRegressed) || errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Read of a vanished commit's record = %v, want ErrRegressed", err)
+	}
+	// Damage below a header that is still there stays ErrCorrupt.
+	m2 := atomicrectest.New()
+	w2 := mustCreate(t, m2)
+	mustAppend(t, w2, 1, "damaged")
+	mustCommit(t, w2)
+	mustAppend(t, w2, 1, "last group")
+	mustCommit(t, w2)
+	img := m2.Bytes(name)
+	img[DataStart+fOffPayload] ^= 1
+	m2.SetBytes(name, img)
+	r2 := mustOpenReader(t, m2)
+	if _, err := r2.Read(ctx, DataStart); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Read of a damaged frame = %v, want ErrCorrupt", err)
+	}
+}

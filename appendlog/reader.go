@@ -31,6 +31,7 @@ func OpenReader(ctx context.Context, fsys vfs.FS, dir, host string, opts Options
 		f.Close()
 		return nil, err
 	}
+	lf.reader = true
 	r := &Reader{lf: lf}
 	if err := lf.refresh(ctx); err != nil {
 		f.Close()
@@ -58,8 +59,11 @@ func (r *Reader) Info() Info { return r.lf.info() }
 
 // Read returns the committed record at ref. A ref at or beyond the
 // committed length gives ErrNotCommitted: Refresh and retry. A frame that
-// does not validate is reread a bounded number of times, then reported as
-// a *CorruptError: below used_file_size every byte was committed.
+// does not validate is reread a bounded number of times; then, if the
+// header this Reader trusted is no longer on disk (an unstable write lost
+// in an NFS server crash, N10), the error wraps atomicrec.ErrRegressed;
+// otherwise it is a *CorruptError: below used_file_size every byte was
+// committed.
 func (r *Reader) Read(ctx context.Context, ref Ref) (Record, error) { return r.lf.record(ctx, ref) }
 
 // Chain returns the record at ref followed by its continuations, following
