@@ -239,6 +239,10 @@ func decodeRecord(name, target string) (*record, error) {
 	if err != nil {
 		return nil, corrupt(name, "not base64: %v", err)
 	}
+	if base64.RawURLEncoding.EncodeToString(b) != target {
+		// the decoder skips newlines: only the canonical form is ours
+		return nil, corrupt(name, "not in canonical base64")
+	}
 	if len(b) < 4+4+8+8+8+2+8 || string(b[:4]) != recordMagic {
 		return nil, corrupt(name, "bad magic or too short (%d bytes)", len(b))
 	}

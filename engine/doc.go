@@ -1,0 +1,36 @@
+// Package engine is the per-mailbox index that mail servers link as their
+// storage layer, shared by several hosts on one NFS export with no locks:
+// any host may crash at any instant and no host ever waits for another
+// (docs/design.md, "The engine").
+//
+// What it guarantees, each clause checked by a test named in
+// docs/design.md:
+//
+//   - One order. Every committed transaction has a sequence number; all
+//     hosts apply the same records in the same order. The sequence number
+//     is the MODSEQ of what the transaction changed, and appended messages
+//     get UIDs above every UID before them in that order.
+//   - Durability. A Commit that returned nil survives the crash of any
+//     host and of the NFS server. A Commit that returned an error happened
+//     entirely or not at all, and Mailbox.Committed(tx.Key()) says which.
+//   - Freshness. A Sync (Mailbox.Sync, View.Sync) that starts after a
+//     Commit returned on any host sees it, whatever the mount's attribute
+//     caches. With nothing new it costs one RPC.
+//   - Readers never lock, and nobody waits: a commit that loses the race
+//     for a sequence number reads the winner's record, rebases and takes
+//     the next number.
+//
+// How: each transaction is one record, installed as a symbolic link named
+// after its generation and sequence number (t.<gen>.<seq>); the link's
+// exclusive creation at the server is the test-and-set, and its target is
+// the record, durable when the SYMLINK reply arrives. A per-generation
+// file tail.<gen> counts published records by its size, which only grows,
+// so one close-to-open GETATTR tells any host whether anything is new,
+// even on NFSv3 with coarse timestamps. Cached fields of variable size go
+// to the committing host's append-only log (package appendlog) first; the
+// record holds their references.
+//
+// Not yet: snapshots and compaction (index.<gen>, the 50% and 20%
+// thresholds of the seed) are designed in docs/design.md but not built:
+// the log grows without bound in this version.
+package engine
