@@ -1,0 +1,2 @@
+// Package proofs holds the executable proofs of nfsindex's primitives.
+package proofs
