@@ -80,7 +80,10 @@ func Open(ctx context.Context, opt Options) (*Mailbox, error) {
 	if err := m.fsys.Mkdir(opt.Dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, fmt.Errorf("engine: open: %w", err)
 	}
-	if err := m.ensureTail(1); err != nil {
+	if err := m.loadNewest(ctx); err != nil {
+		return nil, err
+	}
+	if err := m.ensureTail(m.st.gen); err != nil {
 		return nil, err
 	}
 	if err := m.refresh(ctx); err != nil {
@@ -181,16 +184,27 @@ func (m *Mailbox) refresh(ctx context.Context) error {
 		}
 		gen := m.st.gen
 		size, err := m.tailSize(gen)
+		if gone(err) || size >= deadOffset {
+			// The generation is over: a snapshot holds all of it.
+			if err := m.reload(ctx); err != nil {
+				return err
+			}
+			continue
+		}
 		if err != nil {
 			return err
-		}
-		if size >= deadOffset {
-			return corrupt(tailName(gen), "generation marked dead, and this version does not compact")
 		}
 		published := m.st.base + uint64(size)
 		crossed := false
 		for m.st.applied < published && !crossed {
 			r, err := m.readRecord(gen, m.st.applied+1)
+			if gone(err) {
+				crossed = true // removed by a compaction: reload
+				if err := m.reload(ctx); err != nil {
+					return err
+				}
+				break
+			}
 			if err != nil {
 				return err
 			}
@@ -253,9 +267,18 @@ func (m *Mailbox) publish(gen uint32, seq, base uint64) error {
 		return fmt.Errorf("engine: publish %s: %w", recordName(gen, seq), err)
 	}
 	if st.Size >= deadOffset {
-		return corrupt(tailName(gen), "generation marked dead, and this version does not compact")
+		return errDead
 	}
 	return nil
+}
+
+// errDead: the generation a record was installed in was already over
+// when it was published (the record may be a zombie).
+var errDead = errors.New("engine: generation over")
+
+// gone reports whether err says a file was removed (by a compaction).
+func gone(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, vfs.ErrStale)
 }
 
 // Result is what a commit did.
@@ -277,6 +300,9 @@ func (m *Mailbox) commitOps(ctx context.Context, ops []op, key Key) (Result, err
 			return Result{}, err
 		}
 		gen, seq, base := m.st.gen, m.st.applied+1, m.st.base
+		if len(ops) == 1 && ops[0].kind == opSeal {
+			ops = []op{{kind: opSeal, nextGen: gen + 1}}
+		}
 		r := &record{gen: gen, seq: seq, key: key, ops: ops}
 		target, err := encodeRecord(r)
 		if err != nil {
@@ -308,16 +334,37 @@ func (m *Mailbox) commitOps(ctx context.Context, ops []op, key Key) (Result, err
 				continue
 			}
 		}
-		if err := m.publish(gen, seq, base); err != nil {
+		res := Result{Seq: seq}
+		uid := m.st.header.UIDNext // the record's appends get the next UIDs
+		for _, o := range ops {
+			if o.kind == opAppend {
+				res.UIDs = append(res.UIDs, uid)
+				uid++
+			}
+		}
+		if err := m.publish(gen, seq, base); errors.Is(err, errDead) || gone(err) {
+			// The generation ended while we were installing. Our record was
+			// either folded into the snapshot (installed before the seal) or
+			// is a zombie that reused a removed name: the snapshot's keys
+			// tell which.
+			if err := m.reload(ctx); err != nil {
+				return Result{}, err
+			}
+			if key.Owner != 0 {
+				if done, err := m.st.committed(key); err != nil || done {
+					return res, err
+				}
+			}
+			if _, sealing := r.isSeal(); sealing {
+				return Result{}, errDead // another compactor finished first
+			}
+			_ = m.fsys.Remove(m.path(recordName(gen, seq))) // our zombie
+			continue
+		} else if err != nil {
 			return Result{}, err
 		}
-		uidNext := m.st.header.UIDNext
 		if err := m.applyRecord(r); err != nil {
 			return Result{}, err
-		}
-		res := Result{Seq: seq}
-		for uid := uidNext; uid < m.st.header.UIDNext; uid++ {
-			res.UIDs = append(res.UIDs, uid)
 		}
 		return res, nil
 	}

@@ -434,7 +434,7 @@ func (h *Host) createExclusive(dir fileID, base, p string, perm fs.FileMode) (fi
 		}
 		if id, ok := d.entries[base]; ok {
 			n := srv.inodes[id]
-			if !guarded && n.hasVerf && n.verf == verf && len(n.data) == 0 {
+			if !guarded && n.hasVerf && n.verf == verf && n.data.size == 0 {
 				a, da = srv.attrsOf(n), srv.attrsOf(d)
 				return nil // our own retransmission
 			}
@@ -920,7 +920,7 @@ func (f *file) Write(p []byte) (int, error) {
 		off = a.size
 		if h.sim.kind(N12) { // append at the server's end of file
 			if n, err := h.sim.srv.get(f.id); err == nil {
-				off = max(int64(len(n.data)), off)
+				off = max(n.data.size, off)
 			}
 		}
 	}

@@ -1175,8 +1175,8 @@ func (f hostFS) Symlink(target, name string) error {
 			return err
 		}
 		n.target = target
-		n.data = []byte(target)
-		n.stable = n.data
+		n.data = blobOf([]byte(target))
+		n.stable = n.data.clone()
 		a, da = srv.attrsOf(n), srv.attrsOf(d)
 		return nil
 	})

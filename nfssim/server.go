@@ -17,8 +17,8 @@ type inode struct {
 	gen     uint32
 	mode    fs.FileMode // type bits | permission bits
 	nlink   int
-	data    []byte
-	stable  []byte
+	data    blob
+	stable  blob
 	mtime   time.Time
 	ctime   time.Time
 	change  uint64
@@ -110,7 +110,7 @@ func (srv *server) touch(n *inode, data bool) {
 }
 
 func (srv *server) attrsOf(n *inode) attrs {
-	return attrs{id: n.id, gen: n.gen, mode: n.mode, nlink: n.nlink, size: int64(len(n.data)),
+	return attrs{id: n.id, gen: n.gen, mode: n.mode, nlink: n.nlink, size: n.data.size,
 		mtime: n.mtime, ctime: n.ctime, change: n.change, ver: n.ver}
 }
 
@@ -222,58 +222,98 @@ func (srv *server) create(dirID fileID, name string, mode fs.FileMode) (*inode, 
 
 // write applies a WRITE. Stable writes go to both images.
 func (srv *server) write(n *inode, off int64, p []byte, stable bool) {
-	n.data = writeInto(n.data, off, p)
+	n.data.write(off, p)
 	if stable {
-		n.stable = writeInto(n.stable, off, p)
+		n.stable.write(off, p)
 	}
 	srv.touch(n, true)
-}
-
-func writeInto(b []byte, off int64, p []byte) []byte {
-	end := off + int64(len(p))
-	if end > int64(len(b)) {
-		if end <= int64(cap(b)) {
-			b = b[:end]
-		} else {
-			nb := make([]byte, end, end+end/4)
-			copy(nb, b)
-			b = nb
-		}
-	}
-	copy(b[off:], p)
-	return b
 }
 
 // commit makes all of n's data stable (knfsd fsyncs the file).
-func (srv *server) commit(n *inode) {
-	n.stable = append(n.stable[:0:0], n.data...)
-}
+func (srv *server) commit(n *inode) { n.stable = n.data.clone() }
 
 // truncate is a synchronous SETATTR of the size.
 func (srv *server) truncate(n *inode, size int64) {
-	n.data = resize(n.data, size)
-	n.stable = resize(n.stable, size)
+	n.data.truncate(size)
+	n.stable.truncate(size)
 	srv.touch(n, true)
 }
 
-func resize(b []byte, size int64) []byte {
-	if size <= int64(len(b)) {
-		return b[:size:size]
-	}
-	nb := make([]byte, size)
-	copy(nb, b)
-	return nb
+func (srv *server) read(n *inode, off int64, length int) []byte {
+	return n.data.read(off, length)
 }
 
-func (srv *server) read(n *inode, off int64, length int) []byte {
-	if off >= int64(len(n.data)) {
+// blob is a file's bytes, stored sparsely in chunks so that a byte
+// written far beyond the end (a marker at 2^40) costs one chunk.
+type blob struct {
+	size   int64
+	chunks map[int64][]byte // chunk index -> chunkSize bytes
+}
+
+const chunkSize = 4096
+
+func (b *blob) write(off int64, p []byte) {
+	if b.chunks == nil {
+		b.chunks = map[int64][]byte{}
+	}
+	for len(p) > 0 {
+		idx, in := off/chunkSize, off%chunkSize
+		c := b.chunks[idx]
+		if c == nil {
+			c = make([]byte, chunkSize)
+			b.chunks[idx] = c
+		}
+		n := copy(c[in:], p)
+		p, off = p[n:], off+int64(n)
+	}
+	if off > b.size {
+		b.size = off
+	}
+}
+
+func (b *blob) read(off int64, length int) []byte {
+	if off >= b.size || length <= 0 {
 		return nil
 	}
-	end := off + int64(length)
-	if end > int64(len(n.data)) {
-		end = int64(len(n.data))
+	end := min(off+int64(length), b.size)
+	out := make([]byte, end-off)
+	for pos := off; pos < end; {
+		idx, in := pos/chunkSize, pos%chunkSize
+		n := min(int64(chunkSize)-in, end-pos)
+		if c := b.chunks[idx]; c != nil {
+			copy(out[pos-off:], c[in:in+n])
+		}
+		pos += n
 	}
-	return append([]byte(nil), n.data[off:end]...)
+	return out
+}
+
+func (b *blob) truncate(size int64) {
+	if size < b.size {
+		for idx := range b.chunks {
+			switch start := idx * chunkSize; {
+			case start >= size:
+				delete(b.chunks, idx)
+			case start+chunkSize > size:
+				clear(b.chunks[idx][size-start:])
+			}
+		}
+	}
+	b.size = size
+}
+
+func (b blob) clone() blob {
+	c := blob{size: b.size, chunks: make(map[int64][]byte, len(b.chunks))}
+	for idx, data := range b.chunks {
+		c.chunks[idx] = append([]byte(nil), data...)
+	}
+	return c
+}
+
+func blobOf(p []byte) blob {
+	var b blob
+	b.write(0, p)
+	return b
 }
 
 // crash loses the unstable overlays and the DRC and changes the write
@@ -285,7 +325,7 @@ func (srv *server) crash(outage time.Duration) {
 	}
 	for _, n := range srv.inodes {
 		if !n.isDir() && n.mode&fs.ModeSymlink == 0 {
-			n.data = append(n.stable[:0:0], n.stable...)
+			n.data = n.stable.clone()
 		}
 		n.openers = nil
 		if n.nlink <= 0 {
