@@ -101,6 +101,9 @@ type logFile struct {
 	sum     uint64 // checksum of the accepted header copy: its group is verified
 	rereads int
 	reader  bool // a Reader's: a failed frame read rechecks the header (never the writer's own state)
+	// reopen, for a Reader, opens the file again by name: close-to-open
+	// revalidation of this host's caches (N2).
+	reopen func() (vfs.File, error)
 }
 
 func newLogFile(f vfs.File, path, host string, opts Options) (*logFile, error) {
@@ -252,14 +255,45 @@ func (lf *logFile) readFrame(ctx context.Context, off, limit int64) (frame, erro
 			return frame{}, err
 		}
 	}
-	if lf.reader {
-		// Below used_file_size every byte was committed, so a bad frame is
-		// damage, unless the commit this Reader saw is itself gone: a
-		// header read before the NFS server made it stable and then lost
-		// in a server crash (N10). Tell the two apart.
-		if rerr := lf.refresh(ctx); errors.Is(rerr, atomicrec.ErrRegressed) {
-			return frame{}, fmt.Errorf("appendlog: %s: frame at %d: %v: %w", lf.path, off, err, rerr)
+	if lf.reader && lf.reopen != nil {
+		return lf.revalidateFrame(ctx, off, limit, err)
+	}
+	return frame{}, lf.corrupt(off, err)
+}
+
+// revalidateFrame is a Reader's last resort before calling a frame below
+// used_file_size damaged. Every such byte was committed, so a bad frame is
+// damage, unless this host's caches are stale, or the commit this Reader
+// saw is itself gone: a header and frames served by the NFS server before
+// they were stable and lost in a server crash (N10), while this host still
+// caches the header. Reopening the file by name revalidates the caches
+// (close-to-open); then a header that went back is ErrRegressed, a
+// replaced file ErrReplaced, and a frame that still fails is damage.
+func (lf *logFile) revalidateFrame(ctx context.Context, off, limit int64, cause error) (frame, error) {
+	f, err := lf.reopen()
+	if err != nil {
+		return frame{}, fmt.Errorf("appendlog: reopen %s: %w", lf.path, err)
+	}
+	old := lf.f
+	lf.f = f
+	lf.hdr.Reopen(f)
+	old.Close() // a read-only handle: nothing to flush, and its error says nothing about the data
+	// Check the header without moving the state callers see (Info, the
+	// limit of a Scan in progress): that happens only in Refresh.
+	h, gen, sum := lf.h, lf.gen, lf.sum
+	if rerr := lf.refresh(ctx); rerr != nil {
+		if errors.Is(rerr, atomicrec.ErrRegressed) || errors.Is(rerr, atomicrec.ErrConflict) || errors.Is(rerr, ErrReplaced) {
+			return frame{}, fmt.Errorf("appendlog: %s: frame at %d: %v: %w", lf.path, off, cause, rerr)
 		}
+		return frame{}, rerr
+	}
+	lf.h, lf.gen, lf.sum = h, gen, sum // the new state extends the old one: keep serving the old
+	fr, err := lf.readFrameOnce(lf.id, off, limit)
+	if err == nil {
+		return fr, nil
+	}
+	if !errors.Is(err, ErrCorrupt) {
+		return frame{}, err
 	}
 	return frame{}, lf.corrupt(off, err)
 }

@@ -32,6 +32,7 @@ func OpenReader(ctx context.Context, fsys vfs.FS, dir, host string, opts Options
 		return nil, err
 	}
 	lf.reader = true
+	lf.reopen = func() (vfs.File, error) { return fsys.OpenFile(name, vfs.ReadOnly, 0) }
 	r := &Reader{lf: lf}
 	if err := lf.refresh(ctx); err != nil {
 		f.Close()
@@ -59,11 +60,12 @@ func (r *Reader) Info() Info { return r.lf.info() }
 
 // Read returns the committed record at ref. A ref at or beyond the
 // committed length gives ErrNotCommitted: Refresh and retry. A frame that
-// does not validate is reread a bounded number of times; then, if the
-// header this Reader trusted is no longer on disk (an unstable write lost
-// in an NFS server crash, N10), the error wraps atomicrec.ErrRegressed;
-// otherwise it is a *CorruptError: below used_file_size every byte was
-// committed.
+// does not validate is reread a bounded number of times; then the Reader
+// reopens the file by name (close-to-open revalidation, N2) and rereads
+// the header: if the commit it trusted is no longer on disk (an unstable
+// write lost in an NFS server crash, N10) the error wraps
+// atomicrec.ErrRegressed (or ErrReplaced); if the frame still fails it is
+// a *CorruptError: below used_file_size every byte was committed.
 func (r *Reader) Read(ctx context.Context, ref Ref) (Record, error) { return r.lf.record(ctx, ref) }
 
 // Chain returns the record at ref followed by its continuations, following

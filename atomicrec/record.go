@@ -161,6 +161,13 @@ func New(f vfs.File, l Layout, opts Options) (*Record, error) {
 	return r, nil
 }
 
+// Reopen points the Record at f, a new handle on the same file (for
+// example after reopening it by name, which on NFS revalidates this host's
+// caches: close-to-open, N2), keeping everything the Record has seen and
+// written, so it stays monotonic across the switch. The caller closes the
+// old handle.
+func (r *Record) Reopen(f vfs.File) { r.f = f }
+
 // Layout returns the record's layout.
 func (r *Record) Layout() Layout { return r.l }
 
