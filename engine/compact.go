@@ -131,9 +131,19 @@ func (m *Mailbox) Compact(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("engine: claim %s: %w", lockName, err)
 	}
 	installed := false
+	mine, err := lock.Stat()
+	if err != nil {
+		lock.Close()
+		return false, err
+	}
 	defer func() {
-		if !installed {
-			lock.Close()
+		if installed {
+			return
+		}
+		lock.Close()
+		// Remove the claim only if the name is still ours: after a lost
+		// reply the name may already belong to another compactor.
+		if st, err := m.fsys.Lstat(m.path(lockName)); err == nil && st.Ino == mine.Ino {
 			_ = m.fsys.Remove(m.path(lockName))
 		}
 	}()
@@ -166,7 +176,12 @@ func (m *Mailbox) Compact(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("engine: close snapshot: %w", err)
 	}
 	if err := m.fsys.Rename(m.path(lockName), m.path(indexName(m.st.gen))); err != nil {
-		return false, fmt.Errorf("engine: install snapshot: %w", err)
+		// A lost reply makes a rename that happened report ENOENT (N14):
+		// look at what the name holds now.
+		st, rerr := m.readSnapshot(ctx, m.st.gen)
+		if !errors.Is(err, fs.ErrNotExist) || rerr != nil || st.base != seal {
+			return false, fmt.Errorf("engine: install snapshot: %w (reading it back: %v)", err, rerr)
+		}
 	}
 	installed = true
 	if err := m.fsys.SyncDir(m.opt.Dir); err != nil {

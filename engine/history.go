@@ -23,32 +23,61 @@ type Entry struct {
 	Digest uint64
 }
 
-// ReadHistory reads the whole published total order of the mailbox in
-// dir, read-only, for verification tools (nfsbench verify) and proofs.
+// Inspection is what Inspect found: the published order from the newest
+// snapshot on.
+type Inspection struct {
+	// Base is the sequence number the starting snapshot holds everything
+	// up to (0 when there is none), and BaseDigest its state digest.
+	Base       uint64
+	BaseDigest uint64
+	// Entries are the records after Base, in order.
+	Entries []Entry
+	// Keys are the idempotency keys the final state remembers, per owner
+	// (the last 256 of each), in commit order.
+	Keys map[uint64][]uint64
+	// Header and Messages describe the final state.
+	Header   Header
+	Messages int
+}
+
+// ReadHistory reads the published total order of the mailbox in dir,
+// read-only, from the newest snapshot on (records folded into a snapshot
+// are gone): for verification tools (nfsbench verify) and proofs.
 func ReadHistory(ctx context.Context, fsys vfs.FS, dir string) ([]Entry, error) {
+	in, err := Inspect(ctx, fsys, dir)
+	return in.Entries, err
+}
+
+// Inspect reads the mailbox in dir read-only: the newest snapshot, every
+// published record after it, and the final state's summary.
+func Inspect(ctx context.Context, fsys vfs.FS, dir string) (Inspection, error) {
 	m := &Mailbox{opt: Options{FS: fsys, Dir: dir}, fsys: fsys, st: newState()}
-	var out []Entry
+	var in Inspection
+	if err := m.loadNewest(ctx); err != nil {
+		return in, err
+	}
+	in.Base, in.BaseDigest = m.st.applied, m.st.digest()
 	for range 1 << 16 {
 		gen := m.st.gen
 		size, err := m.tailSize(gen)
 		if err != nil {
-			return out, err
+			return in, err
 		}
 		if size >= deadOffset {
-			return out, corrupt(tailName(gen), "generation marked dead, and this version does not compact")
+			return in, fmt.Errorf("engine: inspect: generation %d was retired while reading: %w", gen, ErrCorrupt)
 		}
 		published := m.st.base + uint64(size)
 		crossed := false
 		for m.st.applied < published && !crossed {
 			if err := ctx.Err(); err != nil {
-				return out, err
+				return in, err
 			}
 			r, err := m.readRecord(gen, m.st.applied+1)
 			if err != nil {
-				return out, err
+				return in, err
 			}
 			if err := m.applyRecord(r); err != nil {
-				return out, err
+				return in, err
 			}
 			e := Entry{Seq: r.seq, Gen: r.gen, Key: r.key, Digest: m.st.digest()}
 			for _, o := range r.ops {
@@ -65,14 +94,16 @@ func ReadHistory(ctx context.Context, fsys vfs.FS, dir string) ([]Entry, error) 
 					e.Seal = o.nextGen
 				}
 			}
-			out = append(out, e)
+			in.Entries = append(in.Entries, e)
 			_, crossed = r.isSeal()
 		}
 		if !crossed {
-			return out, nil
+			in.Keys = m.st.keys
+			in.Header, in.Messages = m.st.header, len(m.st.msgs)
+			return in, nil
 		}
 	}
-	return out, fmt.Errorf("engine: history crossed too many generations")
+	return in, fmt.Errorf("engine: inspect crossed too many generations")
 }
 
 // Digest returns the last applied sequence number and a digest of the

@@ -317,6 +317,13 @@ func (m *Mailbox) commitOps(ctx context.Context, ops []op, key Key) (Result, err
 			// EEXIST: somebody else's record, or ours whose reply was lost
 			// and retransmitted (N14): read it back and compare.
 			got, err := m.readRecord(gen, seq)
+			if gone(err) {
+				// Removed meanwhile: a compaction retired this generation.
+				if err := m.reload(ctx); err != nil {
+					return Result{}, err
+				}
+				continue
+			}
 			if err != nil {
 				return Result{}, err
 			}

@@ -853,6 +853,15 @@ func (h *Host) checkAccess(id fileID, p string) error {
 	return nil
 }
 
+// cachedTarget returns the file a cached positive name refers to, without
+// any RPC.
+func (h *Host) cachedTarget(dir fileID, name string) (fileID, error) {
+	if d, ok := h.cachedDentry(dir, name); ok && !d.neg {
+		return d.id, nil
+	}
+	return 0, syscall.ENOENT
+}
+
 // errSameFile is how a rename between two links of one file reports that
 // it did nothing (rename(2) then succeeds).
 var errSameFile = errors.New("nfssim: same file")
@@ -1239,7 +1248,11 @@ func (f hostFS) Rename(oldname, newname string) error {
 	if src := h.sim.srv.inodes[id]; src != nil && src.isDir() && h.sim.srv.contains(src, ndir) {
 		return linkErr("rename", oldname, newname, syscall.EINVAL)
 	}
-	if tid, _, terr := h.lookup(ndir, nbase, newname); terr == nil && tid != id {
+	// The target is looked up with LOOKUP_RENAME_TARGET: the Linux client
+	// sends no LOOKUP for it and caches nothing; only a name already in
+	// the cache is checked here. The server checks the rest.
+	tid, terr := h.cachedTarget(ndir, nbase)
+	if terr == nil && tid != id {
 		if dst := h.sim.srv.inodes[tid]; dst != nil && dst.isDir() && h.sim.srv.contains(dst, odir) {
 			return linkErr("rename", oldname, newname, syscall.ENOTEMPTY) // the target is an ancestor
 		}
@@ -1254,7 +1267,7 @@ func (f hostFS) Rename(oldname, newname string) error {
 		}
 	}
 	// A target this host has open is silly-renamed first (N17).
-	if tid, _, terr := h.lookup(ndir, nbase, newname); terr == nil && tid != id && h.busy(ndir, nbase) {
+	if terr == nil && tid != id && h.busy(ndir, nbase) {
 		if err := h.sillyRename(ndir, nbase, tid, newname); err != nil {
 			return linkErr("rename", oldname, newname, err)
 		}

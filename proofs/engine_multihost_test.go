@@ -1,10 +1,12 @@
 package proofs
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -47,12 +49,12 @@ func TestEngineMultiHost(t *testing.T) {
 			if rapid.Bool().Draw(rt, fmt.Sprintf("reader%d", i)) {
 				plans[i] = rapid.SliceOfN(rapid.Just(5), 1, 12).Draw(rt, fmt.Sprintf("plan%d", i))
 			} else {
-				plans[i] = rapid.SliceOfN(rapid.IntRange(0, 5), 1, 12).Draw(rt, fmt.Sprintf("plan%d", i))
+				plans[i] = rapid.SliceOfN(rapid.IntRange(0, 6), 1, 12).Draw(rt, fmt.Sprintf("plan%d", i))
 			}
 		}
 		runEngineSchedule(rt, seed, nHosts, drc, crashHostAt, crashServerAt, dropEvery, plans)
 	})
-	t.Logf("%d schedules, %d records in their orders, %d acknowledged calls checked, %d freshness pairs", engineRuns, engineRecords, engineEvents, freshPairs)
+	t.Logf("%d schedules, %d records in their orders, %d acknowledged calls checked, %d freshness pairs, %d runs compacted", engineRuns, engineRecords, engineEvents, freshPairs, engineCompacted)
 }
 
 func runEngineSchedule(t *rapid.T, seed uint64, nHosts, drc, crashHostAt, crashServerAt, dropEvery int, plans [][]int) {
@@ -126,6 +128,12 @@ func runEngineSchedule(t *rapid.T, seed uint64, nHosts, drc, crashHostAt, crashS
 					}
 					events = append(events, engineEvent{host: name, kind: "sync", seq: applied, digest: dig, start: start})
 					continue
+				case 6:
+					if _, err := m.Compact(ctx); err != nil && !errors.Is(err, nfssim.ErrHostDown) {
+						failures = append(failures, fmt.Sprintf("%s compact: %v", name, err))
+						return
+					}
+					continue
 				}
 				res, err := tx.Commit(ctx)
 				if err != nil {
@@ -162,46 +170,69 @@ func runEngineSchedule(t *rapid.T, seed uint64, nHosts, drc, crashHostAt, crashS
 		t.Fatalf("judge flush: %v", err)
 	}
 	j.Close()
-	hist, err := engine.ReadHistory(ctx, s.Host("judge").FS(), "mbox")
+	in, err := engine.Inspect(ctx, s.Host("judge").FS(), "mbox")
 	if err != nil {
-		t.Fatalf("history: %v", err)
+		t.Fatalf("inspect: %v", err)
 	}
-	checkEngineHistory(t, hist, events)
+	checkEngineHistory(t, in, events)
 	engineRuns++
-	engineRecords += len(hist)
+	engineRecords += len(in.Entries)
 	engineEvents += len(events)
+	if in.Base > 0 {
+		engineCompacted++
+	}
 }
 
-var engineRuns, engineRecords, engineEvents, freshPairs int
+var engineRuns, engineRecords, engineEvents, freshPairs, engineCompacted int
 
-func checkEngineHistory(t *rapid.T, hist []engine.Entry, events []engineEvent) {
+func checkEngineHistory(t *rapid.T, in engine.Inspection, events []engineEvent) {
+	hist := in.Entries
 	for i, e := range hist {
-		if e.Seq != uint64(i+1) {
-			t.Fatalf("I3: history position %d holds seq %d: a hole or a duplicate in the order", i+1, e.Seq)
+		if e.Seq != in.Base+uint64(i+1) {
+			t.Fatalf("I3: position %d after the snapshot at %d holds seq %d: a hole or a duplicate", i+1, in.Base, e.Seq)
 		}
 	}
-	seen := map[engine.Key]uint64{}
+	last := in.Base + uint64(len(hist))
+	// digestAt is the order's state digest at seq, when the order still
+	// has it (records folded into the snapshot are gone, but every host
+	// that saw a seq must agree with every other host that saw it).
+	digestAt := map[uint64]uint64{}
+	if in.Base > 0 {
+		digestAt[in.Base] = in.BaseDigest
+	}
 	for _, e := range hist {
-		if e.Key.Owner == 0 {
-			continue
-		}
-		if s, dup := seen[e.Key]; dup {
-			t.Fatalf("I4: transaction %v committed twice, at %d and %d", e.Key, s, e.Seq)
-		}
-		seen[e.Key] = e.Seq
+		digestAt[e.Seq] = e.Digest
+	}
+	keyAt := map[uint64]engine.Key{}
+	for _, e := range hist {
+		keyAt[e.Seq] = e.Key
 	}
 	for i, ev := range events {
-		if ev.seq > uint64(len(hist)) {
-			t.Fatalf("I4: %s observed seq %d but the order has only %d records", ev.host, ev.seq, len(hist))
+		if ev.seq > last {
+			t.Fatalf("I4: %s observed seq %d but the order ends at %d", ev.host, ev.seq, last)
 		}
-		if ev.seq > 0 && hist[ev.seq-1].Digest != ev.digest {
+		if d, ok := digestAt[ev.seq]; ok && ev.seq > 0 && d != ev.digest {
 			t.Fatalf("I3: %s's state at seq %d differs from the order's (event %d, %s)", ev.host, ev.seq, i, ev.kind)
+		}
+		if ev.seq > 0 {
+			digestAt[ev.seq] = ev.digest
 		}
 		if ev.kind != "commit" {
 			continue
 		}
-		if got := hist[ev.seq-1].Key; got != ev.key {
-			t.Fatalf("I4: acknowledged commit %v of %s at seq %d, but the order holds %v there", ev.key, ev.host, ev.seq, got)
+		if k, ok := keyAt[ev.seq]; ok && k != ev.key {
+			t.Fatalf("I3/I4: commit %v of %s acknowledged at seq %d, but seq %d holds %v", ev.key, ev.host, ev.seq, ev.seq, k)
+		}
+		keyAt[ev.seq] = ev.key
+		// Durability and exactly-once: the final state remembers the key once.
+		count := 0
+		for _, n := range in.Keys[ev.key.Owner] {
+			if n == ev.key.N {
+				count++
+			}
+		}
+		if count != 1 {
+			t.Fatalf("I4: acknowledged commit %v of %s (seq %d) is in the final state %d times", ev.key, ev.host, ev.seq, count)
 		}
 		// Freshness: every sync that started after this commit returned
 		// saw it (I5).
@@ -215,17 +246,22 @@ func checkEngineHistory(t *rapid.T, hist []engine.Entry, events []engineEvent) {
 		}
 	}
 	// UIDs ascend along the order (I2).
-	bySeq := map[uint64][]uint32{}
+	type ack struct {
+		seq  uint64
+		uids []uint32
+	}
+	var acks []ack
 	for _, ev := range events {
-		if ev.kind == "commit" {
-			bySeq[ev.seq] = ev.uids
+		if ev.kind == "commit" && len(ev.uids) > 0 {
+			acks = append(acks, ack{ev.seq, ev.uids})
 		}
 	}
+	slices.SortFunc(acks, func(a, b ack) int { return cmp.Compare(a.seq, b.seq) })
 	var lastUID uint32
-	for _, e := range hist {
-		for _, u := range bySeq[e.Seq] {
+	for _, a := range acks {
+		for _, u := range a.uids {
 			if u <= lastUID {
-				t.Fatalf("I2: UID %d at seq %d is not above %d", u, e.Seq, lastUID)
+				t.Fatalf("I2: UID %d at seq %d is not above %d", u, a.seq, lastUID)
 			}
 			lastUID = u
 		}
