@@ -73,7 +73,9 @@ func Create(ctx context.Context, fsys vfs.FS, dir, host string, opts Options) (*
 	if werr == nil {
 		werr = linkOnce(fsys, tmp, name)
 	}
-	if rerr := fsys.Remove(tmp); werr == nil && rerr != nil {
+	// Only this host uses tmp: ENOENT here is our own removal whose reply
+	// was lost and retransmitted (N14).
+	if rerr := fsys.Remove(tmp); werr == nil && rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
 		werr = rerr
 	}
 	if werr == nil {

@@ -185,7 +185,12 @@ func runEngineSchedule(t *rapid.T, seed uint64, nHosts, drc, crashHostAt, crashS
 
 var engineRuns, engineRecords, engineEvents, freshPairs, engineCompacted int
 
-func checkEngineHistory(t *rapid.T, in engine.Inspection, events []engineEvent) {
+// fataler is what the checkers need of *testing.T and *rapid.T.
+type fataler interface {
+	Fatalf(format string, args ...any)
+}
+
+func checkEngineHistory(t fataler, in engine.Inspection, events []engineEvent) {
 	hist := in.Entries
 	for i, e := range hist {
 		if e.Seq != in.Base+uint64(i+1) {
