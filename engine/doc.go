@@ -30,7 +30,10 @@
 // to the committing host's append-only log (package appendlog) first; the
 // record holds their references.
 //
-// Not yet: snapshots and compaction (index.<gen>, the 50% and 20%
-// thresholds of the seed) are designed in docs/design.md but not built:
-// the log grows without bound in this version.
+// Compact folds the log into an immutable snapshot index.<gen> written as
+// index.lock and installed by rename, seals the old generation with a
+// record in the same total order, marks it dead and removes it; a
+// committer that fell behind is fenced by the dead mark. Not yet: the
+// automatic 50%/20% triggers and the takeover of a crashed compactor's
+// claim (docs/design.md).
 package engine
