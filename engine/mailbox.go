@@ -33,7 +33,14 @@ type Options struct {
 	// MaxCommitTries bounds how often one commit retries after losing the
 	// race for a sequence number (default 1000).
 	MaxCommitTries int
-	_              struct{}
+	// NamespaceDurable says that a created name is durable when the call
+	// returns, so the directory need not be synced after installing a
+	// record. True on NFS (namespace operations are synchronous at the
+	// server, RFC 1813 §4), where the directory sync only costs a GETATTR;
+	// false (the default) syncs the directory, as a local file system
+	// needs.
+	NamespaceDurable bool
+	_                struct{}
 }
 
 // Mailbox is one open mailbox index. It is safe for concurrent use by the
@@ -313,6 +320,11 @@ func (m *Mailbox) commitOps(ctx context.Context, ops []op, key Key) (Result, err
 			return Result{}, fmt.Errorf("engine: install %s: %w", recordName(gen, seq), serr)
 		}
 		won := serr == nil
+		if won && !m.opt.NamespaceDurable {
+			if err := m.fsys.SyncDir(m.opt.Dir); err != nil {
+				return Result{}, fmt.Errorf("engine: sync %s: %w", m.opt.Dir, err)
+			}
+		}
 		if !won {
 			// EEXIST: somebody else's record, or ours whose reply was lost
 			// and retransmitted (N14): read it back and compare.

@@ -1,0 +1,223 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/nfsindex/nfsindex/nfssim"
+	"github.com/nfsindex/nfsindex/vfs"
+	"github.com/nfsindex/nfsindex/vfs/osfs"
+)
+
+func benchOpen(b *testing.B, fsys vfs.FS, host string) *Mailbox {
+	b.Helper()
+	_, sim := fsys.(interface{ Readlink(string) (string, error) })
+	_, local := fsys.(*osfs.FS)
+	m, err := Open(context.Background(), Options{FS: fsys, Dir: "mbox", Host: host, Rand: rand.New(rand.NewPCG(1, 2)),
+		NamespaceDurable: sim && !local})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return m
+}
+
+// fill appends n messages in records of at most 200 appends.
+func fill(b *testing.B, m *Mailbox, n int) {
+	b.Helper()
+	for n > 0 {
+		tx := m.Begin()
+		for range min(n, 200) {
+			tx.Append(NewMessage{Flags: Seen})
+		}
+		n -= min(n, 200)
+		if _, err := tx.Commit(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func reportRPCs(b *testing.B, h *nfssim.Host, before nfssim.Counts) {
+	d := h.RPCs().Sub(before)
+	b.ReportMetric(float64(d.Total())/float64(b.N), "RPCs/op")
+	for _, r := range []nfssim.RPC{nfssim.GETATTR, nfssim.LOOKUP, nfssim.READ, nfssim.READLINK, nfssim.SYMLINK, nfssim.WRITE} {
+		if n := d.Get(r); n > 0 {
+			b.ReportMetric(float64(n)/float64(b.N), r.String()+"/op")
+		}
+	}
+}
+
+// BenchmarkSimFlagDurable: one durable flag change (target: at most 4 RPCs).
+func BenchmarkSimFlagDurable(b *testing.B) {
+	s := nfssim.New(nfssim.DefaultConfig(1))
+	m := benchOpen(b, s.Host("mx1").FS(), "mx1")
+	fill(b, m, 100)
+	before := s.Host("mx1").RPCs()
+	b.ResetTimer()
+	for i := range b.N {
+		tx := m.Begin()
+		tx.SetFlags(uint32(1+i%100), Flagged, 0)
+		if _, err := tx.Commit(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportRPCs(b, s.Host("mx1"), before)
+}
+
+// BenchmarkSimFlagBatch: 64 flag changes in one commit (group commit).
+func BenchmarkSimFlagBatch(b *testing.B) {
+	s := nfssim.New(nfssim.DefaultConfig(1))
+	m := benchOpen(b, s.Host("mx1").FS(), "mx1")
+	fill(b, m, 100)
+	before := s.Host("mx1").RPCs()
+	b.ResetTimer()
+	for i := range b.N {
+		tx := m.Begin()
+		for j := range 64 {
+			tx.SetFlags(uint32(1+(i+j)%100), Seen, 0)
+		}
+		if _, err := tx.Commit(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportRPCs(b, s.Host("mx1"), before)
+	b.ReportMetric(float64(s.Host("mx1").RPCs().Sub(before).Total())/float64(b.N)/64, "RPCs/change")
+}
+
+// BenchmarkSimSyncIdle: a Sync with nothing new (target: 1 RPC).
+func BenchmarkSimSyncIdle(b *testing.B) {
+	s := nfssim.New(nfssim.DefaultConfig(1))
+	m := benchOpen(b, s.Host("mx1").FS(), "mx1")
+	fill(b, m, 10)
+	before := s.Host("mx1").RPCs()
+	b.ResetTimer()
+	for range b.N {
+		if err := m.Sync(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportRPCs(b, s.Host("mx1"), before)
+}
+
+// BenchmarkSimSyncRemote: a Sync after one flag change on another host.
+func BenchmarkSimSyncRemote(b *testing.B) {
+	s := nfssim.New(nfssim.DefaultConfig(1))
+	w := benchOpen(b, s.Host("mx1").FS(), "mx1")
+	r := benchOpen(b, s.Host("mx2").FS(), "mx2")
+	fill(b, w, 10)
+	var rpcs uint64
+	b.ResetTimer()
+	for i := range b.N {
+		tx := w.Begin()
+		tx.SetFlags(uint32(1+i%10), Seen, 0)
+		if _, err := tx.Commit(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		before := s.Host("mx2").RPCs()
+		if err := r.Sync(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		rpcs += s.Host("mx2").RPCs().Sub(before).Total()
+	}
+	b.ReportMetric(float64(rpcs)/float64(b.N), "RPCs/op")
+}
+
+// BenchmarkSimAppendWithFields: delivery of one message with cached fields.
+func BenchmarkSimAppendWithFields(b *testing.B) {
+	s := nfssim.New(nfssim.DefaultConfig(1))
+	m := benchOpen(b, s.Host("mx1").FS(), "mx1")
+	env := make([]byte, 600)
+	before := s.Host("mx1").RPCs()
+	b.ResetTimer()
+	for i := range b.N {
+		tx := m.Begin()
+		tx.Append(NewMessage{Fields: map[string][]byte{"envelope": env, "file": []byte(fmt.Sprintf("%d.M1P1.mx1", i))}})
+		if _, err := tx.Commit(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportRPCs(b, s.Host("mx1"), before)
+}
+
+// BenchmarkSimOpen100k: opening a compacted 100,000-message mailbox on
+// another host (target: the snapshot in rsize reads plus O(1)).
+func BenchmarkSimOpen100k(b *testing.B) {
+	s := nfssim.New(nfssim.DefaultConfig(1))
+	m := benchOpen(b, s.Host("mx1").FS(), "mx1")
+	fill(b, m, 100_000)
+	if ok, err := m.Compact(context.Background()); err != nil || !ok {
+		b.Fatalf("compact: %v %v", ok, err)
+	}
+	var rpcs, reads uint64
+	b.ResetTimer()
+	for i := range b.N {
+		h := s.Host(fmt.Sprintf("reader%d", i))
+		before := h.RPCs()
+		r := benchOpen(b, h.FS(), h.Name())
+		if v := r.View(); v.Len() != 100_000 {
+			b.Fatalf("opened %d messages", v.Len())
+		}
+		d := h.RPCs().Sub(before)
+		rpcs += d.Total()
+		reads += d.Get(nfssim.READ)
+		r.Close()
+	}
+	b.ReportMetric(float64(rpcs)/float64(b.N), "RPCs/op")
+	b.ReportMetric(float64(reads)/float64(b.N), "READ/op")
+}
+
+// BenchmarkLocalFlagDurable and BenchmarkLocalRawFloor run side by side
+// on the OS layer over a temporary directory: the ratio of their ns/op is
+// the engine's cost over the raw pwrite+fdatasync floor (brief §5).
+func BenchmarkLocalFlagDurable(b *testing.B) {
+	fsys, err := osfs.New(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := benchOpen(b, fsys, "local")
+	fill(b, m, 100)
+	b.ResetTimer()
+	for i := range b.N {
+		tx := m.Begin()
+		tx.SetFlags(uint32(1+i%100), Flagged, 0)
+		if _, err := tx.Commit(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkLocalRawFloor(b *testing.B) {
+	fsys, err := osfs.New(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	f, err := fsys.OpenFile("raw", vfs.ReadWrite|vfs.Create, 0o644)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	rec := make([]byte, 64) // about a flag-change record's size
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := f.WriteAt(rec, int64(i%1024)*64); err != nil {
+			b.Fatal(err)
+		}
+		if err := f.Datasync(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkLookupByUID(b *testing.B) {
+	s := nfssim.New(nfssim.DefaultConfig(1))
+	m := benchOpen(b, s.Host("mx1").FS(), "mx1")
+	fill(b, m, 10_000)
+	v := m.View()
+	b.ResetTimer()
+	for i := range b.N {
+		if _, _, ok := v.ByUID(uint32(1 + i%10_000)); !ok {
+			b.Fatal("missing")
+		}
+	}
+}
