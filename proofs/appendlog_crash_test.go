@@ -139,8 +139,9 @@ type alOp struct {
 // a fresh open, then a Scan and the chain from the base record.
 type alObs struct {
 	reader     string // "persistent.HOST.PHASE", "fresh.HOST" or "recovery"
-	fresh      bool   // a freshly opened Reader
-	v3         bool   // on an NFSv3 host
+	host       string
+	fresh      bool // a freshly opened Reader
+	v3         bool // on an NFSv3 host
 	begin, end int
 	state      lstate
 	chain      []int // indexes of the chain from record 0 as Chain returned it
@@ -164,7 +165,9 @@ type alHistory struct {
 	recovered  []alObs // what each in-scenario recovery found
 	pending    *alOp   // the last commit, while it has not returned nil
 	scripted   bool    // the scenario's own crash of the writer happened
+	scriptOff  bool    // no more scripted crashes
 	srvCrashes []int   // ticks of the server crashes the scenario scripted
+	wCrashes   []int   // ticks of the writer crashes the scenario scripted
 	// trustedAt is the tick at which a recovery began that adopted the
 	// dead writer's last commit, trustedUntil when the next commit was
 	// acknowledged (0: not yet): the window of bugRecoveryTrustsUnstable.
@@ -194,9 +197,20 @@ func (h *alHistory) inKnownBugWindow() bool {
 // open bug.
 func (h *alHistory) markKnown(err error) error {
 	if err != nil && h.inKnownBugWindow() {
-		return fmt.Errorf("%w: %w", errKnownBug, err)
+		return fmt.Errorf("%w (%s): %w", errKnownBug, bugRecoveryTrustsUnstable, err)
 	}
 	return err
+}
+
+// writerCrashedAfter reports whether the writer's host crashed after
+// tick: a reader on that host (one machine, local disk) may have read its
+// unsynced data, which the crash took with it.
+func (h *alHistory) writerCrashedAfter(tick int) bool {
+	c := append([]int(nil), h.wCrashes...)
+	if t, ok := h.r.Fired(); ok && h.r.Plan.Kind == explore.CrashHost {
+		c = append(c, t)
+	}
+	return slices.ContainsFunc(c, func(c int) bool { return c > tick })
 }
 
 // serverCrashedBefore reports whether the server crashed (the plan's fault
@@ -320,7 +334,7 @@ func (h *alHistory) reader(rh *nfssim.Host, phase int, done func() bool) {
 	defer rd.Close()
 	for j := 0; j < alMaxReads; j++ {
 		last := done()
-		o := alObs{begin: r.Tick(), v3: rh.Mount().Version == nfssim.V3 && !r.Profile.OneMachine}
+		o := alObs{begin: r.Tick(), host: rh.Name(), v3: rh.Mount().Version == nfssim.V3 && !r.Profile.OneMachine}
 		if j%2 == 0 {
 			o.reader = name
 			if o.info, o.err = rd.Refresh(enumCtx); o.err == nil {
@@ -354,7 +368,7 @@ func (h *alHistory) recoverOp(fsys vfs.FS, rng *rand.Rand) (w *appendlog.Writer,
 	if h.pending != nil && w.Info().Used == lconcat(h.pending.base, h.pending.delta).used() && w.Info().Used != h.w.used() {
 		h.trustedAt, h.trustedUntil = op.begin, 0
 	}
-	o := alObs{reader: "recovery", begin: op.begin}
+	o := alObs{reader: "recovery", host: alWriter, begin: op.begin}
 	o.state, o.chain, o.info, o.err = alOpenScan(fsys)
 	o.end = r.Tick()
 	op.end = o.end
@@ -437,10 +451,11 @@ func appendlogScenario(name string, kinds []string, crashKeep *uint64) explore.S
 			recoverRand, checkRand := r.Rand(), r.Rand()
 			if crashKeep != nil {
 				r.Script(func(p nfssim.Point) nfssim.Fault {
-					if h.scripted || p.Host != alWriter || p.Kind != nfssim.PointCall || p.Call != "Datasync" {
+					if h.scriptOff || p.Host != alWriter || p.Kind != nfssim.PointCall || p.Call != "Datasync" {
 						return nfssim.Fault{}
 					}
-					h.scripted = true
+					h.scripted, h.scriptOff = true, true
+					h.wCrashes = append(h.wCrashes, r.Tick())
 					return nfssim.Fault{Kind: nfssim.CrashHost, Keep: *crashKeep}
 				})
 			}
@@ -472,6 +487,7 @@ func appendlogScenario(name string, kinds []string, crashKeep *uint64) explore.S
 			if err := phase(1, func() (*appendlog.Writer, error) { return lw, nil }, kinds[:1], 1); err != nil {
 				return nil, err
 			}
+			h.scriptOff = true
 			// The writer is down unless the enumerated fault took the
 			// scripted point (a server crash there): then it goes on.
 			open := func() (*appendlog.Writer, error) { return lw, nil }
@@ -566,7 +582,7 @@ func (h *alHistory) check(w *nfssim.Host, rng *rand.Rand) (err error) {
 					return fmt.Errorf("%s reader (ticks %d-%d) returned %v, without commit %d that returned at tick %d", o.reader, o.begin, o.end, o.state, i+1, op.end)
 				}
 			}
-		} else if p, ok := last[o.reader]; ok && !o.state.hasPrefix(p.state) && !h.serverCrashedBefore(o.end) {
+		} else if p, ok := last[o.reader]; ok && !o.state.hasPrefix(p.state) && !h.serverCrashedBefore(o.end) && !(o.host == alWriter && h.writerCrashedAfter(p.begin)) {
 			return fmt.Errorf("reader %s went back from %v to %v (ticks %d-%d)", o.reader, p.state, o.state, o.begin, o.end)
 		}
 		last[o.reader] = o
@@ -597,6 +613,9 @@ func (h *alHistory) check(w *nfssim.Host, rng *rand.Rand) (err error) {
 		// A reader may have cached a commit while it was an unstable
 		// write: exempt what it returned if the server crashed after that
 		// commit began (N10), even if the read came later from its cache.
+		if o.host == alWriter && h.writerCrashedAfter(o.begin) {
+			continue // read on the writer's machine, which then crashed
+		}
 		if o.err == nil && !final.hasPrefix(o.state) && !h.serverCrashedAfter(h.since(o.state)) {
 			return fmt.Errorf("%s (ticks %d-%d) returned %v, which is not part of the recovered %v", o.reader, o.begin, o.end, o.state, final)
 		}

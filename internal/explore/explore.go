@@ -143,6 +143,10 @@ type Scenario struct {
 	// Writers are the hosts whose crashes are enumerated (at their own
 	// points, with every subset of their dirty units).
 	Writers []string
+	// DeepProfiles names the profiles under which a runner should explore
+	// this scenario only in its deep mode (as it does for 3 operations):
+	// where the subsets of many crash units make it slow.
+	DeepProfiles []string
 	// Run executes one run on r.Sim: it sets up the state, calls r.Arm
 	// where the operations under test begin, runs them (tasks registered
 	// with r.Go, then r.Sim.Run) and returns the checker, which the
