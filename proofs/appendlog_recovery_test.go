@@ -22,7 +22,7 @@ import (
 func TestAppendlogRecoveredStateSurvivesServerCrash(t *testing.T) {
 	if err := recoveredStateSurvivesServerCrash(); err != nil {
 		if errors.Is(err, errKnownBug) {
-			knownBug(t, bugRecoveryTrustsUnstable, err)
+			knownBug(t, err)
 		}
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func recoveredStateSurvivesServerCrash() error {
 	}
 	if err != nil && adopted {
 		// Open had adopted the unstable op2: the bug's signature.
-		return fmt.Errorf("%w: after recovery adopted the dead writer's unstable commit and the server crashed: %w", errKnownBug, err)
+		return fmt.Errorf("%w (%s): %w", errKnownBug, bugRecoveryTrustsUnstable, err)
 	}
 	return err
 }
