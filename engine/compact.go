@@ -120,6 +120,20 @@ func (m *Mailbox) Compact(ctx context.Context) (bool, error) {
 	if m.closed {
 		return false, ErrClosed
 	}
+	return m.compact(ctx)
+}
+
+// compactDue reports whether the log since the snapshot has reached the
+// threshold: Options.CompactRatio of the mailbox's size, and at least
+// Options.CompactMinRecords records (the seed compacts its index when half
+// of it is garbage).
+func (m *Mailbox) compactDue() bool {
+	logged := float64(m.st.applied - m.st.base)
+	return m.opt.CompactRatio > 0 && logged >= float64(m.opt.CompactMinRecords) &&
+		logged >= m.opt.CompactRatio*float64(len(m.st.msgs))
+}
+
+func (m *Mailbox) compact(ctx context.Context) (bool, error) {
 	if err := m.refresh(ctx); err != nil {
 		return false, err
 	}

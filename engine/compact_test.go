@@ -151,3 +151,27 @@ func TestCompactSkipsWhenClaimed(t *testing.T) {
 		t.Fatalf("skipping took %v of simulated time: it waited", s.Now()-before)
 	}
 }
+
+// TestAutomaticCompaction: commits trigger a compaction once the log
+// reaches the threshold, and the mailbox stays whole.
+func TestAutomaticCompaction(t *testing.T) {
+	ctx := context.Background()
+	s := nfssim.New(nfssim.DefaultConfig(8))
+	m, err := Open(ctx, Options{FS: s.Host("mx1").FS(), Dir: "mbox", Host: "mx1", CompactMinRecords: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 25 {
+		tx := m.Begin()
+		tx.Append(NewMessage{})
+		commit(t, tx)
+	}
+	names, _ := s.Host("judge").FS().ReadDir("mbox")
+	if !slices.ContainsFunc(names, func(n string) bool { return strings.HasPrefix(n, indexPrefix) && n != lockName }) {
+		t.Fatalf("no snapshot after 25 commits with a threshold of 10: %v", names)
+	}
+	other := openOn(t, s, "mx2", 2)
+	if v := other.View(); v.Len() != 25 {
+		t.Fatalf("after automatic compactions another host sees %d messages", v.Len())
+	}
+}

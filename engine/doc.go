@@ -33,7 +33,8 @@
 // Compact folds the log into an immutable snapshot index.<gen> written as
 // index.lock and installed by rename, seals the old generation with a
 // record in the same total order, marks it dead and removes it; a
-// committer that fell behind is fenced by the dead mark. Not yet: the
-// automatic 50%/20% triggers and the takeover of a crashed compactor's
-// claim (docs/design.md).
+// committer that fell behind is fenced by the dead mark; commits trigger it
+// at the seed's 50% threshold. Not yet: rewriting the per-host field logs
+// at 20% garbage and taking over a crashed compactor's claim
+// (docs/design.md).
 package engine

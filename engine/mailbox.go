@@ -40,7 +40,13 @@ type Options struct {
 	// false (the default) syncs the directory, as a local file system
 	// needs.
 	NamespaceDurable bool
-	_                struct{}
+	// CompactRatio triggers a compaction after a commit once the records
+	// since the last snapshot number at least this fraction of the
+	// messages (default 0.5, the seed's 50%; negative: never
+	// automatically), and at least CompactMinRecords (default 1024).
+	CompactRatio      float64
+	CompactMinRecords int
+	_                 struct{}
 }
 
 // Mailbox is one open mailbox index. It is safe for concurrent use by the
@@ -73,6 +79,12 @@ func Open(ctx context.Context, opt Options) (*Mailbox, error) {
 	}
 	if opt.MaxCommitTries <= 0 {
 		opt.MaxCommitTries = 1000
+	}
+	if opt.CompactRatio == 0 {
+		opt.CompactRatio = 0.5
+	}
+	if opt.CompactMinRecords <= 0 {
+		opt.CompactMinRecords = 1024
 	}
 	rng := opt.Rand
 	if rng == nil {

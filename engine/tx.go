@@ -89,7 +89,13 @@ func (t *Tx) Commit(ctx context.Context) (Result, error) {
 			return Result{}, err
 		}
 	}
-	return m.commitOps(ctx, t.ops, t.key)
+	res, err := m.commitOps(ctx, t.ops, t.key)
+	if err == nil && m.compactDue() {
+		// Best effort, never awaited: a claim held elsewhere skips it, and
+		// a failure leaves the log as it was (the commit stands).
+		_, _ = m.compact(ctx)
+	}
+	return res, err
 }
 
 // storeFields appends the transaction's field values to this host's log
