@@ -76,6 +76,7 @@ type regObs struct {
 type regHistory struct {
 	r          *explore.Run
 	l          atomicrec.Layout
+	sizes      []int           // payload sizes of the updates, cycled (nil: arSize)
 	init       atomicrec.Value // written before the scenario
 	cur        atomicrec.Value // the writer's committed value, as it knows it
 	pending    *regWrite       // the last Update, while it has not returned nil
@@ -229,7 +230,11 @@ func (h *regHistory) recoverWriter(fsys vfs.FS, rng *rand.Rand) (rec *atomicrec.
 // update makes update i of session s on rec.
 func (h *regHistory) update(rec *atomicrec.Record, s, i int) error {
 	r := h.r
-	w := &regWrite{gen: h.cur.Gen + 1, payload: arPayload(s, i, arSize(h.l, i)), begin: r.Tick()}
+	size := arSize(h.l, i)
+	if len(h.sizes) > 0 {
+		size = h.sizes[(i-1)%len(h.sizes)]
+	}
+	w := &regWrite{gen: h.cur.Gen + 1, payload: arPayload(s, i, size), begin: r.Tick()}
 	h.writes = append(h.writes, w)
 	h.pending = w
 	v, err := rec.Update(enumCtx, w.payload)
