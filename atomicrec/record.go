@@ -129,6 +129,7 @@ type Record struct {
 	path    string
 	rereads int
 	span    []byte
+	adopted []byte // the copy Load adopted, until Persist
 	rng     *rand.Rand
 
 	// reader state: the newest generation returned, and its checksum.
@@ -261,8 +262,22 @@ func (r *Record) Reset() {
 // ErrEmpty returned). Load is implied by the first Write; call it
 // explicitly to pass accept, and look at Choice.Rejected: a valid copy
 // newer than the accepted one still sits in the slot the next Write
-// overwrites (appendlog's recovery overwrites it at once).
+// overwrites (appendlog's recovery overwrites it at once). Load writes the
+// adopted copy again and syncs it, so that it is durable before the next
+// Write overwrites the other copy: it may be a dead writer's unstable
+// write (N10).
 func (r *Record) Load(ctx context.Context, accept func(Value) error) (Choice, error) {
+	c, err := r.LoadDeferred(ctx, accept)
+	if err != nil || r.maxGen == 0 {
+		return c, err
+	}
+	return c, r.Persist(ctx)
+}
+
+// LoadDeferred is Load without making the adopted copy durable: the
+// caller must call Persist before the next Write (appendlog first makes
+// the data the copy names durable).
+func (r *Record) LoadDeferred(ctx context.Context, accept func(Value) error) (Choice, error) {
 	r.Reset()
 	var c Choice
 	var err error
@@ -292,7 +307,30 @@ func (r *Record) Load(ctx context.Context, accept func(Value) error) (Choice, er
 	}
 	r.loaded, r.slot, r.maxGen = true, c.Value.Slot, c.MaxGen
 	r.seenGen, r.seenSum = c.Value.Gen, c.Value.Sum
+	r.adopted = append(r.adopted[:0], r.span[int64(c.Value.Slot)*r.l.Stride():][:r.l.CopySize()]...)
 	return c, nil
+}
+
+// Persist makes the copy the last Load adopted durable: it may be a dead
+// writer's unstable write that the NFS server holds only in memory (N10),
+// and the next Write overwrites the other copy, so it must be durable
+// first. A host cannot COMMIT another incarnation's writes, so Persist
+// writes the same bytes again and syncs.
+func (r *Record) Persist(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if !r.loaded || len(r.adopted) == 0 {
+		return nil
+	}
+	if _, err := r.f.WriteAt(r.adopted, r.l.CopyOffset(r.slot)); err != nil {
+		return fmt.Errorf("atomicrec: persist %s at %d: %w", r.path, r.l.Offset, err)
+	}
+	if err := r.f.Datasync(); err != nil {
+		return fmt.Errorf("atomicrec: persist %s at %d: %w", r.path, r.l.Offset, err)
+	}
+	r.adopted = r.adopted[:0]
+	return nil
 }
 
 // Write writes payload as the next generation into the slot not holding the
