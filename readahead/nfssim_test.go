@@ -88,8 +88,9 @@ func simScan(t *testing.T, seed uint64, opts readahead.Options, blocks int) stri
 // TestReadAheadInsideSimTask runs read-ahead inside an nfssim task, where the
 // simulator decides who runs at every call: with the default (sequential)
 // reads, the scan sees the file's bytes, and a second run of the same seed
-// does exactly the same I/O. Parallel reads would start goroutines the
-// simulator does not know, which it forbids (they deadlock its scheduler).
+// does exactly the same I/O. With ReadConcurrency above one the reads run on
+// goroutines the simulator did not start, which Sim.Go forbids: two runs of
+// one seed then differ (seed 0 already), or the scheduler hangs.
 func TestReadAheadInsideSimTask(t *testing.T) {
 	opts := readahead.Options{BlockSize: 4096, MemoryBytes: 64 * 4096, MaxReadAheadBlocks: 8}
 	for seed := range uint64(4) {
