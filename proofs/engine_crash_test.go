@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"testing"
 
 	"github.com/nfsindex/nfsindex/engine"
@@ -41,7 +40,7 @@ var deepScenarios = []engineScenario{
 // NFSINDEX_DEEP=1 it also runs the 3-operation scenarios.
 func TestEngineCrashPoints(t *testing.T) {
 	scenarios := engineScenarios
-	if os.Getenv("NFSINDEX_DEEP") != "" {
+	if crashenumDeepMode() {
 		scenarios = append(scenarios, deepScenarios...)
 	}
 	total := 0
