@@ -525,7 +525,7 @@ func appendlogScenario(name string, kinds []string, crashKeep *uint64) explore.S
 	}
 }
 
-// check is the appendlog checker (I-AL1..I-AL4 in docs/design.md):
+// check is the appendlog checker (invariants L1-L8 of docs/design.md):
 //
 //   - without a crash of the writer every commit returns nil;
 //   - a reader only returns a state that a commit begun by then produces,
@@ -707,7 +707,7 @@ func appendlogScenarios() []explore.Scenario {
 // on NFS, every write-back order), every lost reply (with and without the
 // DRC) and every server crash of 1-3 appendlog commits (group commit of 1
 // and of 3 records, chained records, a writer that crashes and recovers)
-// with a reader on another host (I-AL1..I-AL4 in docs/design.md).
+// with a reader on another host (invariants L1-L8 of docs/design.md).
 func TestCrashEnumAppendlog(t *testing.T) {
 	crashenumExplore(t, appendlogScenarios())
 }

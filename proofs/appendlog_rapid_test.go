@@ -11,7 +11,7 @@ import (
 	"github.com/nfsindex/nfsindex/nfssim"
 )
 
-// TestRapidAppendlog is the property test of appendlog (I-AL1..I-AL4):
+// TestRapidAppendlog is the property test of appendlog (L1-L3, L5-L7):
 // one writer host commits a random sequence of groups (single records,
 // groups of three, chained continuations) while 1-2 reader hosts (NFSv3 or
 // v4.2, each at its own speed) read the log with a long-lived Reader and

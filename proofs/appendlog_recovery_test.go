@@ -13,7 +13,7 @@ import (
 )
 
 // TestAppendlogRecoveredStateSurvivesServerCrash pins the schedule that
-// TestRapidAppendlog found (I-AL4, N10): the writer dies after the WRITEs
+// TestRapidAppendlog found (L8, N10): the writer dies after the WRITEs
 // of a commit reached the server but before their COMMIT, so the commit is
 // complete there but unstable; on restart Open finds it valid and
 // continues after it; the server crashes and loses it; the recovered

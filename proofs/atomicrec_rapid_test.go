@@ -11,7 +11,7 @@ import (
 	"github.com/nfsindex/nfsindex/nfssim"
 )
 
-// TestRapidAtomicrec is the property test of atomicrec (I-AR1..I-AR3): one
+// TestRapidAtomicrec is the property test of atomicrec (A1, A3, A9): one
 // writer host makes 1-6 Updates of random sizes while 1-2 reader hosts
 // (NFSv3 or v4.2, each at its own speed) read the record again and again;
 // up to three faults land at random points (crashes of the writer keeping

@@ -11,7 +11,7 @@ import (
 )
 
 // TestAtomicrecLoadedCopySurvivesServerCrash pins a schedule of three
-// faults (I-AR3, N10): generation 2 is acknowledged; the writer dies after
+// faults (A10, N10): generation 2 is acknowledged; the writer dies after
 // generation 3's WRITE reached the server but before its COMMIT, so the
 // copy is whole there but unstable; the restarted writer's Record Loads
 // it as the newest durable copy; the server crashes and loses it; the

@@ -52,8 +52,11 @@ const (
 	// server crash between them drops the unstable copy, and readers see
 	// a generation older than an acknowledged one (one more crash of the
 	// writer loses it for good). Pinned by
-	// TestAtomicrecLoadedCopySurvivesServerCrash and the
-	// crash-unstable-recover scenarios of TestCrashEnumAtomicrec.
+	// TestAtomicrecLoadedCopySurvivesServerCrash (three faults). The
+	// two-fault window is within TestRapidAtomicrec's reach (NFSv3
+	// readers); the enumeration's NFSv4.2 reader does not see it, because
+	// after the server crash its OPENs wait out the grace period (N21)
+	// while the writer (v3) closes the window.
 	bugLoadTrustsUnstable = "atomicrec Load trusts the dead writer's unstable copy (N10): the next Update overwrites the last stable copy, so a server crash exposes, and one more writer crash loses, an acknowledged update"
 )
 
