@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -38,9 +40,9 @@ type Claim struct {
 	done   bool
 }
 
-// Begin claims name for a compaction that will install generation gen
-// (the sequence number the new version reflects; not 0), without ever
-// waiting: if another claim holds the lock and is not stale it returns a
+// Begin claims name (in a directory that exists) for a compaction that
+// will install generation gen (the sequence number the new version
+// reflects; not 0), without ever waiting: if another claim holds the lock and is not stale it returns a
 // *BusyError (ErrBusy) at once.
 //
 // The claim is prepared privately first: a directory <name>.claim.<id>
@@ -86,8 +88,13 @@ func Begin(ctx context.Context, fsys vfs.FS, name string, gen uint64, opts Optio
 		case errors.Is(err, fs.ErrNotExist):
 			// Our private directory is gone: the rename was executed and
 			// its reply lost, and the retransmission found no source
-			// (N14). Only we move that directory; if Sweep removed it
-			// instead (we were stale), the install rename will say so.
+			// (N14); or Sweep removed it because we were stale. Ask the
+			// lock, through names refreshed from the server: our own
+			// client still caches the lock as it was before the rename.
+			if err := c.confirmClaim(); err != nil {
+				c.discard()
+				return nil, err
+			}
 			return c, nil
 		case busy(err):
 			holders, free, ierr := c.inspect(ctx, attempt+1 < attempts)
@@ -106,6 +113,45 @@ func Begin(ctx context.Context, fsys vfs.FS, name string, gen uint64, opts Optio
 		}
 	}
 	panic("unreachable")
+}
+
+// confirmClaim resolves a claim rename that answered ENOENT: our private
+// directory is gone, moved by our own rename (whose reply was lost, N14)
+// or removed by Sweep (we were stale), which removes our file first. Our
+// own client may not know either (its names can lag within one timestamp
+// tick, N3), but our file's handle tells: a SETATTR answers with fresh
+// attributes, and the file still has a name (nlink) only if it was moved.
+// Then the names are refreshed from the server, so that the lock resolves
+// to our directory for the install.
+func (c *Claim) confirmClaim() error {
+	alive, _, err := c.handleAlive(HeaderSize)
+	if err != nil {
+		return fmt.Errorf("rename: %s: confirm claim: %w", c.n.name, err)
+	}
+	if !alive {
+		return &LostError{Name: c.n.name, ClaimID: c.id, Err: fs.ErrNotExist}
+	}
+	refreshNames(c.fsys, c.n.dir)
+	return nil
+}
+
+// handleAlive asks the server, through the claim file's handle, whether
+// the file still has a name: a SETATTR of its size (which changes no data)
+// returns fresh attributes whatever this client caches. It also returns
+// the file's id.
+func (c *Claim) handleAlive(size int64) (alive bool, ino uint64, err error) {
+	err = c.f.Truncate(size)
+	var fi vfs.FileInfo
+	if err == nil {
+		fi, err = c.f.Stat()
+	}
+	switch {
+	case errors.Is(err, vfs.ErrStale):
+		return false, 0, nil // removed, and gone at the server
+	case err != nil:
+		return false, 0, err
+	}
+	return fi.Nlink > 0, fi.Ino, nil
 }
 
 // busy reports whether a claim rename failed because the lock is held
@@ -268,13 +314,37 @@ func (c *Claim) Heartbeat(ctx context.Context) error {
 //     is left empty;
 //  4. SyncDir of the name's directory (needed on a local disk).
 //
-// If the rename reports ENOENT or ESTALE, the version at the name is read
-// back: if it carries this claim's id the rename happened and its reply
-// was lost (N14); otherwise the claim was taken over and Commit returns a
-// *LostError (ErrLost). Any other error leaves the outcome unknown and the
-// Claim open: call Commit again (it only re-checks and renames) or Abort;
-// OpenLatest tells which version is installed by its claim id.
+// If the rename reports ENOENT (after one retry on ESTALE, as the Linux
+// VFS does), the claim's file is no longer in the lock: moved by this
+// rename, whose reply was lost (N14), or removed by a host that took the
+// claim over. Commit asks the file's handle, which no client cache can
+// fool (see resolveInstall), and returns nil if the rename happened, a
+// *LostError (ErrLost) if the claim was taken over, or a *FencedError if
+// a newer version is installed by now. An error matching ErrUnknown
+// leaves the outcome unknown and the Claim open: call Commit again (it only
+// re-checks and renames) or Abort; OpenLatest tells which version is
+// installed by its claim id.
 func (c *Claim) Commit(ctx context.Context) (Info, error) {
+	return c.commit(ctx, c.n)
+}
+
+// CommitTo is Commit installing the version under target instead of the
+// claim's name, in the same directory: for versions kept under names of
+// their own (index.<generation>), claimed under one lock. The fencing
+// check reads target, so it fences nothing when target does not exist
+// yet; the lock still serializes installs.
+func (c *Claim) CommitTo(ctx context.Context, target string) (Info, error) {
+	t, err := newNames(target)
+	if err != nil {
+		return Info{}, err
+	}
+	if t.dir != c.n.dir {
+		return Info{}, fmt.Errorf("rename: CommitTo %s: not in the directory of %s", target, c.n.name)
+	}
+	return c.commit(ctx, t)
+}
+
+func (c *Claim) commit(ctx context.Context, t names) (Info, error) {
 	if c.done {
 		return Info{}, ErrClosed
 	}
@@ -291,46 +361,97 @@ func (c *Claim) Commit(ctx context.Context) (Info, error) {
 		if err := c.f.Sync(); err != nil {
 			return Info{}, c.failed(c.writeErr("sync", err))
 		}
-		err := c.f.Close()
-		c.f = nil
-		if err != nil {
-			return Info{}, c.failed(c.writeErr("close", err))
-		}
 		c.synced = true
 	}
 	info := c.Info()
 	if err := ctx.Err(); err != nil {
 		return Info{}, err
 	}
-	cur, ok, err := c.installed(ctx)
+	cur, ok, err := c.installed(ctx, t)
 	if err != nil {
 		return Info{}, err
 	}
 	if ok && cur.Generation >= c.gen {
 		c.release()
-		return Info{}, &FencedError{Name: c.n.name, Installed: cur, Generation: c.gen}
+		return Info{}, &FencedError{Name: t.name, Installed: cur, Generation: c.gen}
 	}
 	if err := ctx.Err(); err != nil {
 		return Info{}, err
 	}
-	err = c.staleRetry(func() error { return c.fsys.Rename(c.n.inLock(c.id), c.n.name) })
-	if err != nil {
-		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, vfs.ErrStale) {
-			return Info{}, fmt.Errorf("rename: %s: install (outcome unknown): %w", c.n.name, err)
+	const attempts = 2 // a second rename only when our file is still in the lock
+	for attempt := 1; ; attempt++ {
+		err = c.staleRetry(func() error { return c.fsys.Rename(c.n.inLock(c.id), t.name) })
+		if err == nil {
+			break
 		}
-		// Our file is not in the lock: either our rename was executed
-		// and its reply lost (N14), or the claim was taken over.
-		cur, ok, cerr := c.installed(ctx)
-		if cerr != nil || !ok || cur.ClaimID != c.id || cur.Generation != c.gen {
-			c.done = true
-			return Info{}, &LostError{Name: c.n.name, ClaimID: c.id, Err: err}
+		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, vfs.ErrStale) {
+			return Info{}, fmt.Errorf("%w: %s: %w", ErrUnknown, t.name, err)
+		}
+		again, rerr := c.resolveInstall(ctx, t, err)
+		if rerr != nil {
+			return Info{}, rerr
+		}
+		if !again {
+			break
+		}
+		if attempt == attempts {
+			return Info{}, fmt.Errorf("%w: %s: %w, yet the claim's file is still in the lock", ErrUnknown, t.name, err)
 		}
 	}
+	c.closeFile()
 	c.done = true
 	if err := c.fsys.SyncDir(c.n.dir); err != nil {
-		return info, fmt.Errorf("rename: %s: installed, but syncing the directory failed: %w", c.n.name, err)
+		return info, fmt.Errorf("rename: %s: installed, but syncing the directory failed: %w", t.name, err)
 	}
 	return info, nil
+}
+
+// resolveInstall learns what an install rename that answered ENOENT did:
+// our file is not in the lock any more, moved by our rename (whose reply
+// was lost, N14) or removed by a host that took the claim over. Names
+// cannot tell for sure: within one timestamp tick, our client cannot see
+// its own rename (N3), and its cache may still say the name is absent.
+// Our file's handle can: if the file still has a name, our rename moved
+// it, unless a taker on this very host removed it while we held it open,
+// which made the client silly-rename it inside the lock to .nfs<file id>
+// (N17), which the lock's listing shows. If it has no name it was removed,
+// or installed and already replaced by a newer version, which the version
+// at the name then shows. It returns nil if the version was installed,
+// and again if our file is still in the lock: the rename was never sent,
+// because the client's silly rename of a target it holds open (N17) went
+// first and answered ENOENT after its own lost reply (N14).
+func (c *Claim) resolveInstall(ctx context.Context, t names, renameErr error) (again bool, err error) {
+	end := func(err error) error {
+		c.closeFile()
+		c.done = true
+		return err
+	}
+	alive, ino, err := c.handleAlive(HeaderSize + c.size)
+	if err != nil {
+		return false, fmt.Errorf("%w: %s: %w; checking: %w", ErrUnknown, t.name, renameErr, err)
+	}
+	if alive {
+		var entries []string
+		err := c.staleRetry(func() (err error) { entries, err = c.fsys.ReadDir(c.n.lock); return err })
+		switch {
+		case errors.Is(err, fs.ErrNotExist), errors.Is(err, vfs.ErrStale):
+			return false, nil // the lock we held was emptied and replaced: by our rename
+		case err != nil:
+			return false, fmt.Errorf("%w: %s: %w; checking: %w", ErrUnknown, t.name, renameErr, err)
+		case slices.Contains(entries, entry(c.id)):
+			return true, nil
+		}
+		silly := fmt.Sprintf(".nfs%016x", ino)
+		if slices.ContainsFunc(entries, func(e string) bool { return strings.HasPrefix(e, silly) }) {
+			return false, end(&LostError{Name: t.name, ClaimID: c.id, Err: renameErr})
+		}
+		return false, nil
+	}
+	refreshNames(c.fsys, t.dir)
+	if cur, ok, err := c.installed(ctx, t); err == nil && ok && cur.ClaimID != c.id && cur.Generation >= c.gen {
+		return false, end(&FencedError{Name: t.name, Installed: cur, Generation: c.gen})
+	}
+	return false, end(&LostError{Name: t.name, ClaimID: c.id, Err: renameErr})
 }
 
 // failed handles an error before the file was complete: a lost claim is
@@ -355,8 +476,8 @@ func (c *Claim) closeFile() {
 // another host's rename is looked up again (N5). ok is false if there is
 // no valid version (absent, or not a complete version file: a compaction
 // may replace that).
-func (c *Claim) installed(ctx context.Context) (cur Info, ok bool, err error) {
-	v, err := openLatest(ctx, c.fsys, c.n, c.opts, true)
+func (c *Claim) installed(ctx context.Context, t names) (cur Info, ok bool, err error) {
+	v, err := openLatest(ctx, c.fsys, t, c.opts)
 	switch {
 	case err == nil:
 		cur = v.Info()
@@ -365,7 +486,7 @@ func (c *Claim) installed(ctx context.Context) (cur Info, ok bool, err error) {
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, ErrCorrupt):
 		return Info{}, false, nil
 	default:
-		return Info{}, false, fmt.Errorf("rename: %s: fencing check: %w", c.n.name, err)
+		return Info{}, false, fmt.Errorf("rename: %s: fencing check: %w", t.name, err)
 	}
 }
 

@@ -16,8 +16,10 @@ var (
 
 	// ErrFenced is returned by Commit when the installed version's
 	// generation is not older than the claim's: another compaction
-	// already installed this generation or a newer one. Nothing was
-	// installed; the claim is released.
+	// already installed this generation or a newer one. The claim's
+	// version is not installed (it never was, or, after a lost reply, it
+	// was and has already been replaced by that newer one); the claim is
+	// released.
 	ErrFenced = errors.New("rename: installed version is not older than the claim")
 
 	// ErrLost is returned by Commit (and by Write or Heartbeat when they
@@ -25,6 +27,14 @@ var (
 	// by the server's clock and removed its file. Nothing was installed
 	// and nothing can be: the work is to be redone.
 	ErrLost = errors.New("rename: the claim was taken over")
+
+	// ErrUnknown is returned by Commit when the install rename failed in
+	// a way that leaves its outcome unknown (a transport error, or an
+	// answer that neither the lock nor the file's handle could explain).
+	// The Claim stays open: call Commit again (it re-checks and renames)
+	// or Abort; OpenLatest tells which version is installed by its claim
+	// id.
+	ErrUnknown = errors.New("rename: outcome of the install unknown")
 
 	// ErrStale is returned by OpenLatest, Load and Reader when the file
 	// kept going stale (ESTALE: replaced or removed under the reader)

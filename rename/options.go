@@ -39,9 +39,10 @@ type Options struct {
 	StaleRetries int
 	// BufferSize is the size of a Claim's write buffer.
 	BufferSize int
-	// Rand draws claim ids. Pass a seeded generator for a reproducible
-	// run; nil draws a generator seeded from crypto/rand. Two claims with
-	// one id would share files: seed every host differently.
+	// Rand draws the ids of claims, pins and probes. Pass a seeded
+	// generator for a reproducible run; nil draws a generator seeded from
+	// crypto/rand. Two claims with one id would share files: seed every
+	// host and process differently.
 	Rand *rand.Rand
 	_    struct{}
 }
@@ -86,6 +87,7 @@ const (
 	LockSuffix  = ".lock"   // the lock directory
 	claimInfix  = ".claim." // a claim being prepared: <name>.claim.<id>
 	probeInfix  = ".probe." // a server-clock probe: <name>.probe.<id>
+	pinInfix    = ".pin."   // a reader's pin of a version: <name>.pin.<id>
 	entryDigits = 16        // hex digits of a claim id
 )
 

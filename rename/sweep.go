@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -64,12 +65,22 @@ func serverTime(ctx context.Context, fsys vfs.FS, n names, opts Options) (time.T
 	return later(fi.ModTime, fi.ChangeTime), nil
 }
 
+// PinMaxAge is the server-clock age after which Sweep removes a reader's
+// pin (<name>.pin.<id>, see Version) as the litter of a reader that
+// stopped: a Version held open longer than that may lose its pin and then
+// read ESTALE (N15), and must be reopened. The age is that of the last pin
+// of the same version. Litter pins keep replaced versions alive, which on
+// NFSv3 can keep a host's stale name for the version alive too (N5): run
+// Sweep now and then (after a compaction, say).
+const PinMaxAge = time.Hour
+
 // Sweep removes the litter of claims that never took the lock and whose
 // hosts stopped: private claim directories <name>.claim.<id> and probe
 // files whose every entry is stale by the server's clock (Options.StaleAge,
 // in either direction: a file a v3 exclusive create left with garbage
-// times is stale, N13). It returns the names it removed. A claim that
-// holds the lock is not litter: Begin takes stale ones over.
+// times is stale, N13), and pins older than PinMaxAge. It returns the
+// names it removed. A claim that holds the lock is not litter: Begin takes
+// stale ones over.
 //
 // Sweeping a claim whose host is only paused is safe: when it wakes, its
 // claim rename or its install rename finds its file gone and its Commit
@@ -91,7 +102,9 @@ func Sweep(ctx context.Context, fsys vfs.FS, name string, opts Options) ([]strin
 	if err != nil {
 		return nil, fmt.Errorf("rename: sweep: %w", err)
 	}
-	var removed []string
+	// Judge every file before removing any: pins of one version share its
+	// inode, whose ctime each removal refreshes.
+	var stale, removed []string
 	for _, e := range all {
 		if err := ctx.Err(); err != nil {
 			return removed, err
@@ -99,16 +112,30 @@ func Sweep(ctx context.Context, fsys vfs.FS, name string, opts Options) ([]strin
 		p := path.Join(n.dir, e)
 		switch {
 		case strings.HasPrefix(e, n.base+probeInfix):
-			h, gone, err := judge(fsys, p, now, opts.StaleAge)
-			if err == nil && !gone && h.Stale && removeGone(fsys, p) {
-				removed = append(removed, p)
+			if h, gone, err := judge(fsys, p, now, opts.StaleAge); err == nil && !gone && h.Stale {
+				stale = append(stale, p)
 			}
-		case strings.HasPrefix(e, n.base+claimInfix):
-			if sweepClaimDir(fsys, p, now, opts.StaleAge) {
-				removed = append(removed, p)
+		case strings.HasPrefix(e, n.base+pinInfix):
+			if h, gone, err := judge(fsys, p, now, PinMaxAge); err == nil && !gone && h.Stale {
+				stale = append(stale, p)
 			}
 		}
 	}
+	for _, p := range stale {
+		if removeGone(fsys, p) {
+			removed = append(removed, p)
+		}
+	}
+	for _, e := range all {
+		if err := ctx.Err(); err != nil {
+			return removed, err
+		}
+		p := path.Join(n.dir, e)
+		if strings.HasPrefix(e, n.base+claimInfix) && sweepClaimDir(fsys, p, now, opts.StaleAge) {
+			removed = append(removed, p)
+		}
+	}
+	slices.Sort(removed)
 	return removed, nil
 }
 
