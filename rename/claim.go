@@ -42,8 +42,8 @@ type Claim struct {
 
 // Begin claims name (in a directory that exists) for a compaction that
 // will install generation gen (the sequence number the new version
-// reflects; not 0), without ever waiting: if another claim holds the lock and is not stale it returns a
-// *BusyError (ErrBusy) at once.
+// reflects; not 0), without ever waiting: if another claim holds the lock
+// and is not stale, it returns a *BusyError (ErrBusy) at once.
 //
 // The claim is prepared privately first: a directory <name>.claim.<id>
 // holding the claim's file <id>, whose header names the claimant and is
@@ -76,7 +76,7 @@ func Begin(ctx context.Context, fsys vfs.FS, name string, gen uint64, opts Optio
 		return nil, err
 	}
 	const attempts = 2 // a second rename only after freeing stale claims
-	for attempt := 0; attempt < attempts; attempt++ {
+	for attempt := 1; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			c.discard()
 			return nil, err
@@ -88,21 +88,21 @@ func Begin(ctx context.Context, fsys vfs.FS, name string, gen uint64, opts Optio
 		case errors.Is(err, fs.ErrNotExist):
 			// Our private directory is gone: the rename was executed and
 			// its reply lost, and the retransmission found no source
-			// (N14); or Sweep removed it because we were stale. Ask the
-			// lock, through names refreshed from the server: our own
-			// client still caches the lock as it was before the rename.
+			// (N14); or Sweep removed it because we were stale. Our
+			// file's handle tells which.
 			if err := c.confirmClaim(); err != nil {
 				c.discard()
 				return nil, err
 			}
 			return c, nil
 		case busy(err):
-			holders, free, ierr := c.inspect(ctx, attempt+1 < attempts)
+			last := attempt == attempts
+			holders, free, ierr := c.inspect(ctx, !last)
 			if ierr != nil {
 				c.discard()
 				return nil, ierr
 			}
-			if free && attempt+1 < attempts {
+			if free && !last {
 				continue
 			}
 			c.discard()
@@ -112,7 +112,6 @@ func Begin(ctx context.Context, fsys vfs.FS, name string, gen uint64, opts Optio
 			return nil, fmt.Errorf("rename: claim %s: %w", name, err)
 		}
 	}
-	panic("unreachable")
 }
 
 // confirmClaim resolves a claim rename that answered ENOENT: our private
@@ -278,8 +277,8 @@ func (c *Claim) flushBuf() error {
 // claimed header, so that the server's mtime of the claim's file is
 // fresh: a compaction that may run longer than Options.StaleAge calls it
 // more often than that, or another host will take the claim over (which
-// costs this one its work, never correctness). It returns a *LostError if
-// the claim's file is already gone.
+// costs this one its work, never correctness). It returns a *LostError
+// (ErrLost) if the claim was taken over; the Claim is over then.
 func (c *Claim) Heartbeat(ctx context.Context) error {
 	if c.done || c.synced {
 		return ErrClosed
@@ -294,7 +293,16 @@ func (c *Claim) Heartbeat(ctx context.Context) error {
 		return err
 	}
 	if err := c.f.Sync(); err != nil {
-		return c.writeErr("sync", err)
+		return c.failed(c.writeErr("sync", err))
+	}
+	// A server that keeps unlinked open files (N15) takes our writes
+	// after a takeover removed the file: ask the handle.
+	alive, _, err := c.handleAlive(HeaderSize + c.flush)
+	if err != nil {
+		return fmt.Errorf("rename: %s: heartbeat: %w", c.n.name, err)
+	}
+	if !alive {
+		return c.failed(&LostError{Name: c.n.name, ClaimID: c.id})
 	}
 	return nil
 }

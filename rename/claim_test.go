@@ -450,3 +450,32 @@ func TestContextCanceled(t *testing.T) {
 		t.Fatalf("OpenLatest with a canceled context: %v", err)
 	}
 }
+
+// TestHeartbeatAfterTakeover: a claimant that was taken over learns it at
+// its next Heartbeat, also on a server that keeps unlinked open files
+// readable and writable (N15), where its writes still succeed.
+func TestHeartbeatAfterTakeover(t *testing.T) {
+	for _, preserve := range []bool{false, true} {
+		s := newSim(t, func(c *nfssim.Config) {
+			if preserve {
+				c.Server.Unlinked = nfssim.UnlinkedPreserve
+			}
+		})
+		v4 := func(m *nfssim.Mount) { m.Version = nfssim.V4 }
+		a, b := addHost(t, s, "mx1", v4).FS(), addHost(t, s, "mx2", v4).FS()
+		ca, err := Begin(ctx, a, "index", 1, topts("mx1", 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Advance(testStaleAge + time.Second)
+		replace(t, b, "index", 2, "mx2", 2)
+		if _, err := ca.Write(payload(1, "mx1", 3000)); err != nil {
+			t.Fatal(err)
+		}
+		wantErr(t, "heartbeat after the takeover", ca.Heartbeat(ctx), ErrLost)
+		if _, err := ca.Commit(ctx); !errors.Is(err, ErrClosed) {
+			t.Fatalf("preserve=%v: commit after the loss: %v", preserve, err)
+		}
+		mustLoad(t, a, "index", 2, "mx2")
+	}
+}

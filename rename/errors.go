@@ -82,6 +82,7 @@ type Holder struct {
 	Stale bool
 }
 
+// String describes the holder for an error message.
 func (h Holder) String() string {
 	who := h.Entry
 	if h.Known {
@@ -96,6 +97,7 @@ type BusyError struct {
 	Holders []Holder
 }
 
+// Error names the holders.
 func (e *BusyError) Error() string {
 	var hs []string
 	for _, h := range e.Holders {
@@ -119,6 +121,7 @@ type FencedError struct {
 	Generation uint64
 }
 
+// Error names the installed version.
 func (e *FencedError) Error() string {
 	return fmt.Sprintf("%v: %s: installed generation %d (claim %016x of %q), claim's generation %d",
 		ErrFenced, e.Name, e.Installed.Generation, e.Installed.ClaimID, e.Installed.Host, e.Generation)
@@ -136,6 +139,7 @@ type LostError struct {
 	Err error
 }
 
+// Error names the lost claim.
 func (e *LostError) Error() string {
 	if e.Err == nil {
 		return fmt.Sprintf("%v: %s: claim %016x", ErrLost, e.Name, e.ClaimID)
@@ -154,6 +158,7 @@ type StaleError struct {
 	Err   error
 }
 
+// Error gives the last ESTALE.
 func (e *StaleError) Error() string {
 	return fmt.Sprintf("%v: %s: %d tries: %v", ErrStale, e.Name, e.Tries, e.Err)
 }
@@ -167,6 +172,7 @@ type CorruptError struct {
 	Reason string
 }
 
+// Error says what is wrong with the file.
 func (e *CorruptError) Error() string {
 	return fmt.Sprintf("%v: %s: %s", ErrCorrupt, e.Path, e.Reason)
 }
@@ -183,6 +189,7 @@ type RegressedError struct {
 	Got  Info
 }
 
+// Error names both generations.
 func (e *RegressedError) Error() string {
 	return fmt.Sprintf("%v: %s: had generation %d, found %d (claim %016x of %q)",
 		ErrRegressed, e.Name, e.Seen, e.Got.Generation, e.Got.ClaimID, e.Got.Host)

@@ -82,9 +82,12 @@ type names struct {
 	lock string // the lock directory: <name>.lock
 }
 
-// Suffixes of the names the package uses next to <name>.
+// LockSuffix names the lock directory, <name>.lock (see the package
+// documentation); the other names next to <name> are the package's own.
+const LockSuffix = ".lock"
+
+// Infixes of the other names the package uses next to <name>.
 const (
-	LockSuffix  = ".lock"   // the lock directory
 	claimInfix  = ".claim." // a claim being prepared: <name>.claim.<id>
 	probeInfix  = ".probe." // a server-clock probe: <name>.probe.<id>
 	pinInfix    = ".pin."   // a reader's pin of a version: <name>.pin.<id>
