@@ -87,11 +87,6 @@ type regHistory struct {
 	scriptOff  bool     // no more scripted crashes
 	srvCrashes []int    // ticks of scripted server crashes
 	wCrashes   []int    // ticks of scripted crashes of the writer
-	// trustedAt is the tick at which a recovery began that adopted the
-	// dead writer's pending value; trustedUntil the tick of the next
-	// acknowledged Update (0: none yet): the window of
-	// bugLoadTrustsUnstable.
-	trustedAt, trustedUntil int
 }
 
 // serverCrashes returns the ticks of every server crash of the run.
@@ -143,20 +138,6 @@ func (h *regHistory) since(v atomicrec.Value) int {
 	return 0
 }
 
-func (h *regHistory) markKnown(err error) error {
-	if err == nil || h.trustedAt == 0 {
-		return err
-	}
-	end := h.trustedUntil
-	if end == 0 {
-		end = 1 << 62
-	}
-	if h.serverCrashedIn(h.trustedAt, end) {
-		return fmt.Errorf("%w (%s): %w", errKnownBug, bugLoadTrustsUnstable, err)
-	}
-	return err
-}
-
 // arRead opens the record on fsys (close-to-open: the open revalidates the
 // host's cache), reads it with a fresh Record and closes it.
 func arRead(fsys vfs.FS, l atomicrec.Layout) (atomicrec.Value, error) {
@@ -200,7 +181,6 @@ func (h *regHistory) setup(w *nfssim.Host) (*atomicrec.Record, error) {
 // pending one. It returns the Record to write with.
 func (h *regHistory) recoverWriter(fsys vfs.FS, rng *rand.Rand) (rec *atomicrec.Record, err error) {
 	r := h.r
-	defer func() { err = h.markKnown(err) }()
 	o := regObs{host: "recovery", begin: r.Tick()}
 	f, err := fsys.OpenFile(arFile, vfs.ReadWrite, 0)
 	if err != nil {
@@ -219,7 +199,6 @@ func (h *regHistory) recoverWriter(fsys vfs.FS, rng *rand.Rand) (rec *atomicrec.
 	switch {
 	case c.Value.Gen == h.cur.Gen && bytes.Equal(c.Value.Payload, h.cur.Payload):
 	case h.pending != nil && c.Value.Gen == h.pending.gen && bytes.Equal(c.Value.Payload, h.pending.payload):
-		h.trustedAt, h.trustedUntil = o.begin, 0
 	default:
 		return nil, fmt.Errorf("recovery loaded generation %d %.8q; committed was %d, pending %v", c.Value.Gen, c.Value.Payload, h.cur.Gen, h.pending != nil)
 	}
@@ -247,9 +226,6 @@ func (h *regHistory) update(rec *atomicrec.Record, s, i int) error {
 		r.Failf("update s%d.u%d got generation %d, the model expects %d", s, i, v.Gen, w.gen)
 	}
 	h.cur, h.pending = v, nil
-	if h.trustedAt != 0 && h.trustedUntil == 0 {
-		h.trustedUntil = w.end
-	}
 	return nil
 }
 
@@ -312,7 +288,6 @@ const arReopens = 3
 //     survives a crash of every host and of the server.
 func (h *regHistory) check(w *nfssim.Host, rng *rand.Rand) (err error) {
 	r, l := h.r, h.l
-	defer func() { err = h.markKnown(err) }()
 	crashed := h.scripted
 	if _, ok := r.Fired(); ok && r.Plan.Kind == explore.CrashHost {
 		crashed = true

@@ -1,7 +1,6 @@
 package proofs
 
 import (
-	"errors"
 	"testing"
 
 	"pgregory.net/rapid"
@@ -41,22 +40,11 @@ func TestRapidAtomicrec(t *testing.T) {
 				return rapidAtomicrecRun(r, lay, n, sizes, faults, readers)
 			},
 		}
-		err := explore.RunOnce(s, prof, explore.Options{Seed: seed}, explore.Plan{})
-		if errors.Is(err, errKnownBug) && !*crashenumStrict {
-			rapidKnownBugHitsAR++
-			rt.Skipf("%v", err)
-		}
-		if err != nil {
+		if err := explore.RunOnce(s, prof, explore.Options{Seed: seed}, explore.Plan{}); err != nil {
 			rt.Fatal(err)
 		}
 	})
-	if rapidKnownBugHitsAR > 0 {
-		t.Logf("%d schedules hit an open bug (skipped; -crashenum.strict fails them): %s", rapidKnownBugHitsAR, bugLoadTrustsUnstable)
-	}
 }
-
-// rapidKnownBugHitsAR counts the schedules skipped for an open bug.
-var rapidKnownBugHitsAR int
 
 func rapidAtomicrecRun(r *explore.Run, lay arLayout, n int, sizes []int, faults []rapidFault, readerMounts []nfssim.Mount) (func() error, error) {
 	w := r.AddHost("w")

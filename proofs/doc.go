@@ -61,6 +61,7 @@
 // regression test. While the owner fixes it, a run that hits exactly that
 // bug is skipped with errKnownBug and the bug's description, so CI stays
 // green for everyone else; -crashenum.strict makes those runs fail. The
-// list is in crashenum_test.go (bugRecoveryTrustsUnstable,
-// bugLoadTrustsUnstable): delete an entry, and its marking, once fixed.
+// list is in crashenum_test.go (bugRecoveryTrustsUnstable): delete an
+// entry, and its marking, once fixed, as was done for atomicrec's
+// TestAtomicrecLoadedCopySurvivesServerCrash.
 package proofs
