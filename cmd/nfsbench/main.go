@@ -303,7 +303,11 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer fsys.Close()
 	in, err := engine.Inspect(ctx, fsys, mixedDir)
 	if err != nil {
-		return fmt.Errorf("reading the index %s: %w", filepath.Join(rd, mixedDir), err)
+		// The tail says a record is published that cannot be read: the
+		// order itself is damaged.
+		fmt.Fprintf(stdout, "verify: FAILED: the index's history cannot be read: %v\n", err)
+		return &verifyError{rep: VerifyReport{Violations: 1, Hosts: len(logs),
+			Problems: []string{"the index's history cannot be read: " + err.Error()}}}
 	}
 	r := verifyLogs(in, logs)
 	fmt.Fprintln(stdout, r.String())

@@ -88,16 +88,17 @@ func (s *session) mixed() (Result, error) {
 		return Result{}, err
 	}
 	r := summarize(s.e, "mixed", meters, 1, elapsed, shared, 0)
-	r.Notes = append(r.Notes, fmt.Sprintf("%d hosts at once, %d operations each: %d%% deliveries, %d%% flag changes, %d%% Syncs",
-		n, s.cfg.mixedOps, s.cfg.mix[0], s.cfg.mix[1], s.cfg.mix[2]))
+	r.Notes = append(r.Notes, fmt.Sprintf("%s at once, %d operations each: %d%% deliveries, %d%% flag changes, %d%% Syncs",
+		plural(n, "host"), s.cfg.mixedOps, s.cfg.mix[0], s.cfg.mix[1], s.cfg.mix[2]))
 	if s.cfg.think > 0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("think time %v between operations", s.cfg.think))
 	}
 	if s.cfg.host != "" {
 		r.Hosts = s.cfg.hosts
-		r.Notes = append(r.Notes, fmt.Sprintf("this host (%s) of a %d-host run: its own operations only", s.cfg.host, s.cfg.hosts))
+		r.Notes = append(r.Notes, fmt.Sprintf("this host (%s) of a %d-host run: its operations only", s.cfg.host, s.cfg.hosts))
 		return r, nil
 	}
+	s.logs = logs
 	// Every host ran here: check the logs against the history now.
 	judge := s.e.fs("judge")
 	in, err := engine.Inspect(s.ctx, judge, mixedDir)
@@ -177,4 +178,12 @@ func (s *session) mixedHost(mb *engine.Mailbox, host string, rng *rand.Rand, log
 		}
 	}
 	return nil
+}
+
+// plural formats a count of things.
+func plural(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }

@@ -37,8 +37,7 @@ func checkDir(dir string) error {
 	case !st.IsDir():
 		return inputf("-dir %s: not a directory", dir)
 	}
-	probe := filepath.Join(dir, fmt.Sprintf(".nfsbench-probe-%d", os.Getpid()))
-	f, err := os.OpenFile(probe, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := os.CreateTemp(dir, ".nfsbench-probe-*")
 	if err != nil {
 		var errno syscall.Errno
 		if errors.As(err, &errno) && (errno == syscall.EACCES || errno == syscall.EPERM || errno == syscall.EROFS) {
@@ -46,6 +45,7 @@ func checkDir(dir string) error {
 		}
 		return inputf("-dir %s: cannot create a file there: %v", dir, err)
 	}
+	probe := f.Name()
 	f.Close()
 	if err := os.Remove(probe); err != nil {
 		return inputf("-dir %s: cannot remove the file it created: %v", dir, err)

@@ -273,16 +273,21 @@ func verifyLogs(in engine.Inspection, logs []*hostLog) VerifyReport {
 	r := VerifyReport{Hosts: len(logs), Records: len(in.Entries), Base: in.Base}
 	bySeq := map[uint64]engine.Entry{}
 	keySeqs := map[engine.Key][]uint64{}
-	for i, e := range in.Entries {
-		if want := in.Base + uint64(i) + 1; e.Seq != want {
-			r.problem("history: position %d after the snapshot at %d holds seq %d: a hole or a duplicate", i+1, in.Base, e.Seq)
+	want := in.Base + 1
+	for _, e := range in.Entries {
+		if e.Seq != want {
+			r.problem("history: seq %d where %d was due: a hole or a duplicate in the order", e.Seq, want)
 		}
+		want = e.Seq + 1
 		bySeq[e.Seq] = e
 		if e.Key != (engine.Key{}) {
 			keySeqs[e.Key] = append(keySeqs[e.Key], e.Seq)
 		}
 	}
-	last := in.Base + uint64(len(in.Entries))
+	last := in.Base
+	if n := len(in.Entries); n > 0 {
+		last = in.Entries[n-1].Seq
+	}
 	digestAt := func(seq uint64) (uint64, bool) {
 		if seq == in.Base && in.Base > 0 {
 			return in.BaseDigest, true
@@ -393,12 +398,12 @@ func verifyLogs(in engine.Inspection, logs []*hostLog) VerifyReport {
 func (r VerifyReport) String() string {
 	var b strings.Builder
 	if r.OK {
-		fmt.Fprintf(&b, "verify: OK: %d acknowledged commits of %d hosts each found exactly once at the sequence number they were told; "+
-			"%d Syncs and commits saw the history's state; %d UIDs ascend; history: %d records after the snapshot at %d",
-			r.Commits, r.Hosts, r.Syncs, r.UIDs, r.Records, r.Base)
+		fmt.Fprintf(&b, "verify: OK: %d acknowledged commits of %s each found exactly once, at the sequence number it was told "+
+			"and with the state digest its host saw; %d Syncs saw the history's state; %d UIDs ascend; history: %d records after the snapshot at %d",
+			r.Commits, plural(r.Hosts, "host"), r.Syncs, r.UIDs, r.Records, r.Base)
 	} else {
-		fmt.Fprintf(&b, "verify: FAILED: %d violations (%d acknowledged commits, %d Syncs of %d hosts; history: %d records after the snapshot at %d)",
-			r.Violations, r.Commits, r.Syncs, r.Hosts, r.Records, r.Base)
+		fmt.Fprintf(&b, "verify: FAILED: %d violations (%d acknowledged commits, %d Syncs of %s; history: %d records after the snapshot at %d)",
+			r.Violations, r.Commits, r.Syncs, plural(r.Hosts, "host"), r.Records, r.Base)
 		for _, p := range r.Problems {
 			fmt.Fprintf(&b, "\n  %s", p)
 		}

@@ -23,8 +23,10 @@ type session struct {
 	opened  uint64
 	mbox    *engine.Mailbox // mx1's mailbox "mbox", of -messages messages
 	results []Result
-	// verify is the report of the mixed workload's check.
+	// verify is the report of the mixed workload's check, logs the logs
+	// it checked.
 	verify *VerifyReport
+	logs   []*hostLog
 	// logDir is where hosts' logs go ("" under the simulator: memory);
 	// runID names the run in them.
 	logDir, runID string
