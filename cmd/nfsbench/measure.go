@@ -31,6 +31,12 @@ type Result struct {
 	Clock       string  `json:"clock"`
 	WallSeconds float64 `json:"wall_seconds"`
 	LatencyUS   Latency `json:"latency_us"`
+	// ByKind splits the latencies of mixed by operation: deliver, flags,
+	// sync.
+	ByKind map[string]Latency `json:"latency_us_by_kind,omitempty"`
+	// Contended counts commits of mixed that returned
+	// engine.ErrContended and were retried.
+	Contended int `json:"contended_retries,omitempty"`
 	// RPCsPerOp has "total" and one key per RPC procedure (mountstats
 	// names); it is null when RPCs cannot be counted, and RPCSource says
 	// why.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
+	"time"
 
 	"github.com/nfsindex/nfsindex/engine"
 )
@@ -38,6 +39,8 @@ func (s *session) mixed() (Result, error) {
 	mbs := make([]*engine.Mailbox, n)
 	logs := make([]*hostLog, n)
 	meters := make([]*meter, n)
+	kinds := make([]map[string][]time.Duration, n)
+	contended := make([]int, n)
 	errs := make([]error, n)
 	defer func() {
 		for i := range n {
@@ -65,7 +68,8 @@ func (s *session) mixed() (Result, error) {
 	t0 := s.e.now()
 	err := s.e.parallel(hosts, func(i int, host string) {
 		rng := rand.New(rand.NewPCG(s.cfg.seed, hostSeed(host)))
-		errs[i] = s.mixedHost(mbs[i], host, rng, logs[i], meters[i])
+		kinds[i] = map[string][]time.Duration{}
+		errs[i] = s.mixedHost(mbs[i], host, rng, logs[i], meters[i], kinds[i], &contended[i])
 	})
 	elapsed := s.e.now() - t0
 	var shared rpcCounts
@@ -90,6 +94,27 @@ func (s *session) mixed() (Result, error) {
 	r := summarize(s.e, "mixed", meters, 1, elapsed, shared, 0)
 	r.Notes = append(r.Notes, fmt.Sprintf("%s at once, %d operations each: %d%% deliveries, %d%% flag changes, %d%% Syncs",
 		plural(n, "host"), s.cfg.mixedOps, s.cfg.mix[0], s.cfg.mix[1], s.cfg.mix[2]))
+	r.ByKind = map[string]Latency{}
+	for _, k := range []string{"deliver", "flags", "sync"} {
+		var all []time.Duration
+		for i := range n {
+			all = append(all, kinds[i][k]...)
+		}
+		if len(all) == 0 {
+			continue
+		}
+		l := percentiles(all)
+		r.ByKind[k] = l
+		r.Notes = append(r.Notes, fmt.Sprintf("%-7s %5d ops: p50 %s, p99 %s, p99.9 %s, longest %s", k, len(all),
+			fmtUS(l.P50), fmtUS(l.P99), fmtUS(l.P999), fmtDuration(all[len(all)-1])))
+	}
+	for _, c := range contended {
+		r.Contended += c
+	}
+	if r.Contended > 0 {
+		r.Notes = append(r.Notes, fmt.Sprintf("%d commits gave up with engine.ErrContended (lost the race for a sequence number %d times in a row) "+
+			"and were retried in a new transaction; their latency includes the retries", r.Contended, engineMaxCommitTries))
+	}
 	if s.cfg.think > 0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("think time %v between operations", s.cfg.think))
 	}
@@ -114,8 +139,29 @@ func (s *session) mixed() (Result, error) {
 	return r, nil
 }
 
+// maxContendedRetries bounds how often mixed retries a commit that
+// returned engine.ErrContended (nothing committed) with a new transaction.
+const maxContendedRetries = 10
+
+// commitRetrying commits what fill puts in a new transaction, and again in
+// another one when the engine gives up with ErrContended, counting those
+// in *contended. It returns the key of the transaction that committed.
+func (s *session) commitRetrying(mb *engine.Mailbox, fill func(*engine.Tx), contended *int) (engine.Key, engine.Result, error) {
+	for try := 0; ; try++ {
+		tx := mb.Begin()
+		fill(tx)
+		res, err := tx.Commit(s.ctx)
+		if errors.Is(err, engine.ErrContended) && try < maxContendedRetries {
+			*contended++
+			continue
+		}
+		return tx.Key(), res, err
+	}
+}
+
 // mixedHost is one host's part of the mixed workload.
-func (s *session) mixedHost(mb *engine.Mailbox, host string, rng *rand.Rand, log *hostLog, mt *meter) error {
+func (s *session) mixedHost(mb *engine.Mailbox, host string, rng *rand.Rand, log *hostLog, mt *meter, kinds map[string][]time.Duration, contended *int) error {
+	last := func(k string) { kinds[k] = append(kinds[k], mt.lats[len(mt.lats)-1]) }
 	v := mb.View()
 	deliverBelow, flagBelow := s.cfg.mix[0], s.cfg.mix[0]+s.cfg.mix[1]
 	for i := range s.cfg.mixedOps {
@@ -124,47 +170,27 @@ func (s *session) mixedHost(mb *engine.Mailbox, host string, rng *rand.Rand, log
 		}
 		s.e.sleep(host, s.cfg.think)
 		p := rng.IntN(100)
+		kind := "sync"
+		var fill func(*engine.Tx)
 		switch {
 		case p < flagBelow && (p < deliverBelow || v.Len() == 0):
-			tx := mb.Begin()
-			tx.Append(s.message(i))
-			var res engine.Result
-			err := mt.op(func() error {
-				var err error
-				res, err = tx.Commit(s.ctx)
-				return err
-			})
-			if err != nil {
-				return fmt.Errorf("%s: deliver: %w", host, err)
-			}
-			if err := log.commit(mb, "deliver", tx.Key(), res); err != nil {
-				return err
-			}
+			kind = "deliver"
+			msg := s.message(i)
+			fill = func(tx *engine.Tx) { tx.Append(msg) }
 		case p < flagBelow:
-			msg, _ := v.BySeq(1 + rng.IntN(v.Len()))
-			tx := mb.Begin()
+			kind = "flags"
+			m, _ := v.BySeq(1 + rng.IntN(v.Len()))
 			f := engine.Seen
 			if rng.IntN(2) == 0 {
 				f = engine.Flagged
 			}
+			add, remove := f, engine.Flags(0)
 			if rng.IntN(2) == 0 {
-				tx.SetFlags(msg.UID, f, 0)
-			} else {
-				tx.SetFlags(msg.UID, 0, f)
+				add, remove = 0, f
 			}
-			var res engine.Result
-			err := mt.op(func() error {
-				var err error
-				res, err = tx.Commit(s.ctx)
-				return err
-			})
-			if err != nil {
-				return fmt.Errorf("%s: flag change: %w", host, err)
-			}
-			if err := log.commit(mb, "flags", tx.Key(), res); err != nil {
-				return err
-			}
-		default:
+			fill = func(tx *engine.Tx) { tx.SetFlags(m.UID, add, remove) }
+		}
+		if fill == nil {
 			err := mt.op(func() error {
 				_, err := v.Sync(s.ctx)
 				return err
@@ -172,9 +198,25 @@ func (s *session) mixedHost(mb *engine.Mailbox, host string, rng *rand.Rand, log
 			if err != nil {
 				return fmt.Errorf("%s: sync: %w", host, err)
 			}
+			last(kind)
 			if err := log.sync(mb); err != nil {
 				return err
 			}
+			continue
+		}
+		var key engine.Key
+		var res engine.Result
+		err := mt.op(func() error {
+			var err error
+			key, res, err = s.commitRetrying(mb, fill, contended)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("%s: %s: %w", host, kind, err)
+		}
+		last(kind)
+		if err := log.commit(mb, kind, key, res); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -187,3 +229,7 @@ func plural(n int, thing string) string {
 	}
 	return fmt.Sprintf("%d %ss", n, thing)
 }
+
+// engineMaxCommitTries is engine.Options.MaxCommitTries's default, which
+// nfsbench leaves as it is.
+const engineMaxCommitTries = 1000

@@ -288,7 +288,7 @@ func printRatios(w io.Writer, ratios []Ratio) {
 		"against the raw floor, time per op over the floor's: the brief's target is at most 1.5):\n")
 	fmt.Fprintf(w, "  %-16s", "workload")
 	for _, c := range cols {
-		fmt.Fprintf(w, "  %-22s", "vs "+c)
+		fmt.Fprintf(w, "  %-24s", "vs "+c)
 	}
 	fmt.Fprintln(w)
 	for _, wl := range workloads {
@@ -303,7 +303,7 @@ func printRatios(w io.Writer, ratios []Ratio) {
 			default:
 				cell = fmt.Sprintf("%.2fx as fast", r.Speed)
 			}
-			fmt.Fprintf(w, "  %-22s", cell)
+			fmt.Fprintf(w, "  %-24s", cell)
 		}
 		fmt.Fprintln(w)
 	}
