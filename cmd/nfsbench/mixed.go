@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
+	"strconv"
 	"time"
 
 	"github.com/nfsindex/nfsindex/engine"
@@ -92,8 +93,11 @@ func (s *session) mixed() (Result, error) {
 		return Result{}, err
 	}
 	r := summarize(s.e, "mixed", meters, 1, elapsed, shared, 0)
-	r.Notes = append(r.Notes, fmt.Sprintf("%s at once, %d operations each: %d%% deliveries, %d%% flag changes, %d%% Syncs",
-		plural(n, "host"), s.cfg.mixedOps, s.cfg.mix[0], s.cfg.mix[1], s.cfg.mix[2]))
+	who := plural(n, "host") + " at once, " + strconv.Itoa(s.cfg.mixedOps) + " operations each"
+	if s.cfg.host != "" {
+		who = fmt.Sprintf("%d operations of %s, one of %s at once", s.cfg.mixedOps, s.cfg.host, plural(s.cfg.hosts, "host"))
+	}
+	r.Notes = append(r.Notes, fmt.Sprintf("%s: %d%% deliveries, %d%% flag changes, %d%% Syncs", who, s.cfg.mix[0], s.cfg.mix[1], s.cfg.mix[2]))
 	r.ByKind = map[string]Latency{}
 	for _, k := range []string{"deliver", "flags", "sync"} {
 		var all []time.Duration
@@ -120,7 +124,7 @@ func (s *session) mixed() (Result, error) {
 	}
 	if s.cfg.host != "" {
 		r.Hosts = s.cfg.hosts
-		r.Notes = append(r.Notes, fmt.Sprintf("this host (%s) of a %d-host run: its operations only", s.cfg.host, s.cfg.hosts))
+		r.Notes = append(r.Notes, "ops/s, latencies and RPCs are this host's; the other hosts print their own")
 		return r, nil
 	}
 	s.logs = logs

@@ -150,8 +150,11 @@ func (m Machine) String() string {
 	if m.CPUModel != "" {
 		s += " (" + m.CPUModel + ")"
 	}
-	if m.MemoryBytes > 0 {
+	switch {
+	case m.MemoryBytes >= 4<<30:
 		s += fmt.Sprintf(", %.0f GiB", float64(m.MemoryBytes)/(1<<30))
+	case m.MemoryBytes > 0:
+		s += fmt.Sprintf(", %.0f MiB", float64(m.MemoryBytes)/(1<<20))
 	}
 	if m.Kernel != "" {
 		s += ", Linux " + m.Kernel
