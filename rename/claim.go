@@ -528,8 +528,8 @@ func (c *Claim) inspect(ctx context.Context, seize bool) (holders []Holder, free
 	var entries []string
 	err = c.staleRetry(func() (err error) { entries, err = c.fsys.ReadDir(c.n.lock); return err })
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return nil, true, nil // freed meanwhile
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, vfs.ErrStale):
+		return nil, true, nil // freed, or replaced by a newer claim, meanwhile
 	case errors.Is(err, syscall.ENOTDIR):
 		// Something that is not a claim holds the lock's name.
 		h, gone, err := judge(c.fsys, c.n.lock, c.probe, c.opts.StaleAge)
