@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/nfsindex/nfsindex/vfs"
 )
@@ -33,6 +34,7 @@ func (s *session) rawFloor(r Result) (Result, error) {
 	}
 	s.prog.start(s.e.mode(), "raw floor of "+r.Workload, r.Ops)
 	defer s.prog.done()
+	wall := time.Now()
 	mt := newMeter(s.e, host, true, s.prog.counter())
 	for i := range r.Ops {
 		err := mt.op(func() error {
@@ -47,6 +49,7 @@ func (s *session) rawFloor(r Result) (Result, error) {
 	}
 	fr := summarize(s.e, r.Workload, []*meter{mt}, r.ItemsPerOp, 0, nil, 0)
 	fr.System = "raw-floor"
+	fr.WallSeconds = time.Since(wall).Seconds()
 	fr.Notes = []string{fmt.Sprintf("pwrite of %d bytes (the engine's bytes per op) appended to one file, then fdatasync", size)}
 	return fr, nil
 }

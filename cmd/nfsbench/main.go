@@ -162,7 +162,7 @@ func runDir(ctx context.Context, cfg *config, rep *Report, prog *progress, stdou
 		}
 	}()
 	s := newSession(ctx, cfg, e, prog)
-	s.logDir, s.runID = rd, id
+	s.logDir, s.runID, s.floors = rd, id, true
 	if cfg.host != "" {
 		s.barrier = func() error {
 			fmt.Fprintf(stderr, "nfsbench: %s waits for %d hosts at the barrier in %s\n", cfg.host, cfg.hosts, rd)
@@ -180,16 +180,6 @@ func runDir(ctx context.Context, cfg *config, rep *Report, prog *progress, stdou
 		}
 	}
 	results := s.results
-	for _, r := range s.results {
-		if r.System == "nfsindex" && slices.Contains(floorWorkloads, r.Workload) && ctx.Err() == nil {
-			fr, err := s.rawFloor(r)
-			if err != nil {
-				errs = append(errs, err)
-				break
-			}
-			results = append(results, fr)
-		}
-	}
 	if cfg.baselines != "" && ctx.Err() == nil {
 		bl, err := s.baselines(stderr)
 		if err != nil {
@@ -197,12 +187,11 @@ func runDir(ctx context.Context, cfg *config, rep *Report, prog *progress, stdou
 		}
 		results = append(results, bl...)
 	}
-	order := []string{"nfsindex", "raw-floor", "bbolt", "sqlite"}
 	slices.SortStableFunc(results, func(a, b Result) int {
 		if d := slices.Index(workloadNames, a.Workload) - slices.Index(workloadNames, b.Workload); d != 0 {
 			return d
 		}
-		return slices.Index(order, a.System) - slices.Index(order, b.System)
+		return slices.Index(systemOrder, a.System) - slices.Index(systemOrder, b.System)
 	})
 	rep.Results = append(rep.Results, results...)
 	where := rd

@@ -30,10 +30,16 @@ type session struct {
 	// logDir is where hosts' logs go ("" under the simulator: memory);
 	// runID names the run in them.
 	logDir, runID string
+	// floors runs the raw floor after each durable workload (on a real
+	// directory).
+	floors bool
 	// barrier, if set, is where the host of a multi-host run waits for
 	// the others before the mixed workload starts.
 	barrier func() error
 }
+
+// systemOrder is the order of the systems in a workload's rows.
+var systemOrder = []string{"nfsindex", "raw-floor", "bbolt", "sqlite"}
 
 const (
 	mainHost   = "mx1"
@@ -117,9 +123,20 @@ func (s *session) run() error {
 		}
 		r.WallSeconds = time.Since(wall).Seconds()
 		s.results = append(s.results, r)
+		if s.floors && slices.Contains(floorWorkloads, r.Workload) {
+			// Right after the engine, so that both see the same disk.
+			fr, err := s.rawFloor(r)
+			if err != nil {
+				return fmt.Errorf("%s %s: %w", s.e.mode(), st.name, err)
+			}
+			s.results = append(s.results, fr)
+		}
 	}
 	slices.SortStableFunc(s.results, func(a, b Result) int {
-		return slices.Index(workloadNames, a.Workload) - slices.Index(workloadNames, b.Workload)
+		if d := slices.Index(workloadNames, a.Workload) - slices.Index(workloadNames, b.Workload); d != 0 {
+			return d
+		}
+		return slices.Index(systemOrder, a.System) - slices.Index(systemOrder, b.System)
 	})
 	return nil
 }
