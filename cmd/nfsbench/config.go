@@ -142,7 +142,7 @@ func parseFlags(args []string, out io.Writer, verify bool) (*config, error) {
 	mix := "20/50/30"
 	fs.StringVar(&c.dir, "dir", "", "run on this existing, writable `directory` (local disk or an NFS mount); nfsbench works in PATH/nfsbench-<run-id>/")
 	fs.StringVar(&c.runID, "run-id", "", "`name` of the run's directory PATH/nfsbench-ID; hosts of one multi-host run share it (default: a new name per run)")
-	fs.StringVar(&c.jsonPath, "json", "", "also write the results, the machine and the configuration as JSON to `file` (\"-\": stdout)")
+	fs.StringVar(&c.jsonPath, "json", "", "also write the results, the machine and the configuration as JSON to `file` (\"-\": stdout, and the tables go to stderr)")
 	if !verify {
 		fs.BoolVar(&c.sim, "sim", false, "run on the NFS simulator (nfssim): exact RPCs per operation, simulated time; with -dir, both")
 		fs.IntVar(&c.hosts, "hosts", 3, "`number` of hosts: of the mixed workload, and the hosts a multi-host run (-host) waits for at its barrier")

@@ -87,6 +87,10 @@ func runBench(ctx context.Context, cfg *config, stdout, stderr io.Writer) error 
 	prog := newProgress(stderr, cfg.quiet)
 	defer prog.close()
 	simMode, dirMode := cfg.modes()
+	jsonOut := stdout
+	if cfg.jsonPath == "-" {
+		stdout = stderr // the tables make way for the JSON document
+	}
 	fmt.Fprintf(stdout, "nfsbench: seed %d, %s\n", cfg.seed, rep.Machine)
 	if simMode && dirMode {
 		fmt.Fprintf(stdout, "default run: the simulator with %d hosts, then a temporary directory on local disk (see -h for -sim, -dir, -host)\n", cfg.hosts)
@@ -104,7 +108,7 @@ func runBench(ctx context.Context, cfg *config, stdout, stderr io.Writer) error 
 	}
 	rep.Ratios = computeRatios(rep.Results)
 	if cfg.jsonPath != "" {
-		if err := writeJSON(rep, cfg.jsonPath, stdout); err != nil {
+		if err := writeJSON(rep, cfg.jsonPath, jsonOut); err != nil {
 			errs = append(errs, err)
 		}
 	}
