@@ -96,10 +96,12 @@ func Open(ctx context.Context, opt Options) (*Mailbox, error) {
 	}
 	m := &Mailbox{opt: opt, fsys: opt.FS, rng: rng, st: newState(), logs: map[string]*appendlog.Reader{}}
 	m.owner = rng.Uint64() | 1
-	if err := m.fsys.Mkdir(opt.Dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-		return nil, fmt.Errorf("engine: open: %w", err)
-	}
-	if err := m.loadNewest(ctx); err != nil {
+	if err := m.loadNewest(ctx); errors.Is(err, fs.ErrNotExist) {
+		// A new mailbox: its directory is made on first open.
+		if err := m.fsys.Mkdir(opt.Dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("engine: open: %w", err)
+		}
+	} else if err != nil {
 		return nil, err
 	}
 	if err := m.ensureTail(m.st.gen); err != nil {

@@ -108,6 +108,13 @@ func (s *state) apply(r *record) (change, error) {
 		return change{}, fmt.Errorf("engine: apply: record %d after %d", r.seq, s.applied)
 	}
 	ch := change{seq: r.seq}
+	// Expunges are collected and the message slice is rebuilt once per
+	// record: removing one by one would cost O(messages) per expunge.
+	var gone map[uint32]bool
+	find := func(uid uint32) (int, bool) {
+		i, ok := s.find(uid)
+		return i, ok && !gone[uid]
+	}
 	for _, o := range r.ops {
 		switch o.kind {
 		case opCreate:
@@ -123,7 +130,7 @@ func (s *state) apply(r *record) (change, error) {
 			s.msgs = append(s.msgs, m) // UIDs only grow: stays sorted
 			ch.appended = append(ch.appended, uid)
 		case opFlags, opField:
-			i, ok := s.find(o.uid)
+			i, ok := find(o.uid)
 			if !ok {
 				continue
 			}
@@ -139,15 +146,26 @@ func (s *state) apply(r *record) (change, error) {
 			s.msgs[i] = m
 			ch.changed = append(ch.changed, o.uid)
 		case opExpunge:
-			i, ok := s.find(o.uid)
-			if !ok {
+			if _, ok := find(o.uid); !ok {
 				continue
 			}
-			s.msgs = append(s.msgs[:i:i], s.msgs[i+1:]...)
+			if gone == nil {
+				gone = map[uint32]bool{}
+			}
+			gone[o.uid] = true
 			ch.expunged = append(ch.expunged, o.uid)
 		case opSeal:
 			s.gen, s.base = o.nextGen, r.seq
 		}
+	}
+	if len(gone) > 0 {
+		kept := make([]*Message, 0, len(s.msgs)-len(gone))
+		for _, m := range s.msgs {
+			if !gone[m.UID] {
+				kept = append(kept, m)
+			}
+		}
+		s.msgs = kept
 	}
 	s.applied = r.seq
 	s.header.HighestModSeq = r.seq

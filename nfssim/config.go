@@ -86,6 +86,10 @@ type Mount struct {
 	ReaddirChunk int
 	// Slowdown multiplies this host's RPC latency (a slow host).
 	Slowdown float64
+	// NoCloseFlush makes Close keep dirty data in the page cache, as
+	// close(2) on a local file system does (only NFS flushes on close,
+	// N2). The local-disk model sets it.
+	NoCloseFlush bool
 }
 
 // DefaultMount returns Linux's default mount options for an NFSv3 mount
@@ -254,5 +258,6 @@ func LocalDiskConfig(seed uint64) Config {
 func LocalDiskMount() Mount {
 	m := DefaultMount()
 	m.FlushOnRename = false
+	m.NoCloseFlush = true
 	return m
 }

@@ -1074,7 +1074,7 @@ func (f *file) Close() error {
 	}
 	f.close = true
 	var err error
-	if f.flag.AccessMode() != vfs.ReadOnly && !f.dir {
+	if f.flag.AccessMode() != vfs.ReadOnly && !f.dir && !h.mount.NoCloseFlush {
 		if ferr := h.flush(f.id, f.name, true); errors.Is(ferr, ErrHostDown) {
 			return pathErr("close", f.name, ferr)
 		}
