@@ -536,10 +536,10 @@ func (h *Host) pending(id fileID) bool {
 	return false
 }
 
-// getattr sends GETATTR and updates the cache.
-func (h *Host) getattr(id fileID, p string) (attrs, error) {
+// fetch sends an RPC that returns a file's attributes (GETATTR, ACCESS).
+func (h *Host) fetch(r RPC, id fileID, p string) (attrs, error) {
 	var a attrs
-	err := h.rpc(GETATTR, p, 0, func() error {
+	err := h.rpc(r, p, 0, func() error {
 		n, err := h.sim.srv.get(id)
 		if err != nil {
 			return err
@@ -547,6 +547,12 @@ func (h *Host) getattr(id fileID, p string) (attrs, error) {
 		a = h.sim.srv.attrsOf(n)
 		return nil
 	})
+	return a, err
+}
+
+// getattr sends GETATTR and updates the cache.
+func (h *Host) getattr(id fileID, p string) (attrs, error) {
+	a, err := h.fetch(GETATTR, id, p)
 	if err != nil {
 		if errors.Is(err, syscall.ESTALE) {
 			h.forget(id)
@@ -836,15 +842,7 @@ func (h *Host) checkAccess(id fileID, p string) error {
 	if h.access[id] {
 		return nil
 	}
-	var a attrs
-	err := h.rpc(ACCESS, p, 0, func() error {
-		n, err := h.sim.srv.get(id)
-		if err != nil {
-			return err
-		}
-		a = h.sim.srv.attrsOf(n)
-		return nil
-	})
+	a, err := h.fetch(ACCESS, id, p)
 	if err != nil {
 		return err
 	}

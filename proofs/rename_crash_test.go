@@ -19,7 +19,6 @@ import (
 	"github.com/nfsindex/nfsindex/nfssim"
 	"github.com/nfsindex/nfsindex/rename"
 	"github.com/nfsindex/nfsindex/vfs"
-	"github.com/nfsindex/nfsindex/vfs/osfs"
 )
 
 // The crash-point and lost-reply enumeration of compaction by rename
@@ -872,37 +871,5 @@ func rnReplay(t *testing.T, spec string) {
 	}
 }
 
-// rnEnvDeep reads NFSINDEX_DEEP=1 from /proc/self/environ through
-// vfs/osfs: internal/lint keeps os out of this package, test files
-// included. Where /proc is missing the variable reads as unset.
-func rnEnvDeep() bool {
-	fsys, err := osfs.New("/proc/self")
-	if err != nil {
-		return false
-	}
-	defer fsys.Close()
-	f, err := fsys.OpenFile("environ", vfs.ReadOnly, 0)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	var env []byte
-	buf := make([]byte, 64<<10)
-	for off := int64(0); off < 1<<22; {
-		n, err := f.ReadAt(buf, off)
-		env = append(env, buf[:n]...)
-		off += int64(n)
-		if err != nil || n == 0 {
-			if err != nil && !errors.Is(err, io.EOF) {
-				return false
-			}
-			break
-		}
-	}
-	for _, kv := range bytes.Split(env, []byte{0}) {
-		if k, v, ok := strings.Cut(string(kv), "="); ok && k == "NFSINDEX_DEEP" {
-			return v == "1"
-		}
-	}
-	return false
-}
+// rnEnvDeep reads NFSINDEX_DEEP=1 the package's one way.
+func rnEnvDeep() bool { return crashenumEnvDeep() }
