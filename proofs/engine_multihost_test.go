@@ -239,6 +239,14 @@ func checkEngineHistory(t fataler, in engine.Inspection, events []engineEvent) {
 		if count != 1 {
 			t.Fatalf("I4: acknowledged commit %v of %s (seq %d) is in the final state %d times", ev.key, ev.host, ev.seq, count)
 		}
+		// Real-time order: a commit that started after this one returned
+		// is after it in the total order (linearizability: positions are
+		// explicit, so this and the state checks above are all of it).
+		for _, later := range events[i+1:] {
+			if later.kind == "commit" && later.start > i && later.seq <= ev.seq {
+				t.Fatalf("I3: %s's commit started after %s's commit at seq %d returned, but got seq %d", later.host, ev.host, ev.seq, later.seq)
+			}
+		}
 		// Freshness: every sync that started after this commit returned
 		// saw it (I5).
 		for _, later := range events[i+1:] {
