@@ -318,8 +318,11 @@ func lagSummary(l []float64, lost int) string {
 	return s
 }
 
-// visNoise is the clock-sync error of the real lags: below it "immediate".
-const visNoise = 25.0
+// visNoise: below it a lag is "immediate". The guests step their clocks to
+// the host's within a few ms, but under TCG on a shared 2-core machine one
+// poll (open+read+close) can be descheduled for tens of ms; every cache
+// effect measured here is a second or more.
+const visNoise = 100.0
 
 // reportVis prints real vs nfssim lags for every vis.json found.
 func reportVis(args []string) error {
