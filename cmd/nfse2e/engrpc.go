@@ -194,7 +194,14 @@ func (sc engScenario) run(ctx context.Context) (rows []costRow, err error) {
 			if h1, _ := m2.Digest(); h1 != h0+1 {
 				stale++
 				if sc.role != 0 {
-					fmt.Printf("remote round %d: Sync after the other host's commit moved from seq %d to %d, want one record\n", i, h0, h1)
+					// what the missing Sync sent, and whether a second one sees it
+					d := sc.count[2]().sub(before).String()
+					t2 := time.Now()
+					b2 := sc.count[2]()
+					err2 := m2.Sync(ctx)
+					h2, _ := m2.Digest()
+					fmt.Printf("remote round %d: Sync after the other host's commit moved from seq %d to %d, want one record; its RPCs: %s; a second Sync %.1f ms later reached seq %d (err %v) with %s\n",
+						i, h0, h1, d, ms(t2), h2, err2, sc.count[2]().sub(b2))
 				}
 			}
 			remoteMs += ms(t)

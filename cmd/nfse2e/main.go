@@ -62,6 +62,8 @@ func main() {
 		err = reportEngRPC(args)
 	case "verify":
 		err = verify(args)
+	case "sim-work":
+		err = cmdSimWork(args)
 	case "sim-rpc":
 		err = cmdSimRPC(args)
 	default:
