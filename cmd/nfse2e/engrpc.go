@@ -168,13 +168,18 @@ func (sc engScenario) run(ctx context.Context) (rows []costRow, err error) {
 		if err := m2.Sync(ctx); err != nil { // catch up with host1's rows
 			return rows, err
 		}
+		sc.signal("caught-up")
 	}
 	for i := range sc.r {
 		if me(1) {
-			if sc.role != 0 && i > 0 {
-				if err := sc.wait(fmt.Sprintf("s%d", i-1)); err != nil {
-					return rows, err
-				}
+			// each round's commit starts after host2 applied everything
+			// before it, so that its Sync has exactly one record to find
+			prev := "caught-up"
+			if i > 0 {
+				prev = fmt.Sprintf("s%d", i-1)
+			}
+			if err := sc.wait(prev); err != nil {
+				return rows, err
 			}
 			if err := flagTx(ctx, m1, 1000+i); err != nil {
 				return rows, err
