@@ -66,15 +66,19 @@ func (m *Mailbox) reload(ctx context.Context) error {
 	return fmt.Errorf("engine: generation %d is over but no newer snapshot was found: %w", from, ErrCorrupt)
 }
 
-// adopt replaces the state by a snapshot's if it is ahead.
+// adopt replaces the state by a snapshot's if it is ahead: further in the
+// order, or of a later generation. A later generation always wins, even
+// over a state that applied more: everything of an ended generation up to
+// its seal is in the snapshot, and a record applied past the seal's
+// position in an ended generation can only be a zombie that reused a
+// removed name (read back after an EEXIST), never part of the order.
 func (m *Mailbox) adopt(st *state) {
-	if st.applied <= m.st.applied && m.st.created {
-		return
-	}
 	if m.st.created && st.header.IndexID != m.st.header.IndexID {
 		return // a foreign snapshot is never adopted over our mailbox
 	}
-	m.st = st
+	if !m.st.created || st.gen > m.st.gen || st.applied > m.st.applied {
+		m.st = st
+	}
 }
 
 func (m *Mailbox) readSnapshot(ctx context.Context, gen uint32) (*state, error) {
@@ -218,10 +222,11 @@ func (m *Mailbox) retire(gen uint32, base, seal uint64) error {
 			return fmt.Errorf("engine: retire %s: %w", recordName(gen, seq), err)
 		}
 	}
-	for _, name := range []string{tailName(gen), indexName(gen)} {
-		if err := m.fsys.Remove(m.path(name)); err != nil && !gone(err) {
-			return fmt.Errorf("engine: retire %s: %w", name, err)
-		}
+	// The tail stays, marked dead, as a tombstone: if it were removed, a
+	// host that fell behind could create the name again and publish a
+	// zombie record in it as if the generation were live.
+	if err := m.fsys.Remove(m.path(indexName(gen))); err != nil && !gone(err) {
+		return fmt.Errorf("engine: retire %s: %w", indexName(gen), err)
 	}
 	// Leftovers of compactions that crashed midway.
 	names, err := m.fsys.ReadDir(m.opt.Dir)
@@ -236,6 +241,9 @@ func (m *Mailbox) retire(gen uint32, base, seal uint64) error {
 		}
 	}
 	for _, n := range names {
+		if _, isTail := parseGen(n, tailPrefix); isTail {
+			continue // tombstones (above)
+		}
 		if g, ok := oldName(n); ok && g < gen {
 			_ = m.fsys.Remove(m.path(n))
 		}

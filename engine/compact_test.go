@@ -33,9 +33,13 @@ func TestCompactionFoldsAndOthersFollow(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, n := range names {
-		if strings.HasPrefix(n, "t.1.") || n == "tail.1" || n == lockName {
+		if strings.HasPrefix(n, "t.1.") || n == lockName {
 			t.Fatalf("after compaction %s is still there: %v", n, names)
 		}
+	}
+	// The old tail stays as a tombstone, marked dead.
+	if st, err := s.Host("judge").FS().Stat("mbox/tail.1"); err != nil || st.Size < deadOffset {
+		t.Fatalf("tail.1 after compaction: %+v, %v; want a dead tombstone", st, err)
 	}
 	if !slices.Contains(names, "index.2") || !slices.Contains(names, "tail.2") {
 		t.Fatalf("no snapshot or next tail: %v", names)

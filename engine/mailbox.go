@@ -356,13 +356,11 @@ func (m *Mailbox) commitOps(ctx context.Context, ops []op, key Key) (Result, err
 			gotTarget, err := encodeRecord(got)
 			won = err == nil && gotTarget == target
 			if !won {
+				// A seal's compactor created the next generation's tail
+				// before installing the seal: never create it here (a
+				// retired tail re-created would take a zombie's publish).
 				if err := m.applyRecord(got); err != nil {
 					return Result{}, err
-				}
-				if _, sealed := got.isSeal(); sealed {
-					if err := m.ensureTail(m.st.gen); err != nil {
-						return Result{}, err
-					}
 				}
 				continue
 			}
