@@ -342,8 +342,13 @@ func (h *Host) open(name string, flag vfs.Flag, perm fs.FileMode) (*file, error)
 	}
 	var on *openName
 	if len(parts) > 0 {
-		dir, base, _ := h.resolveParent("open", name) // cached by now: no RPC
-		on = h.noteOpen(dir, base)
+		// The name held open is the final one, after symlinks: Linux
+		// keeps the target's dentry. Cached by now: no RPC.
+		if dir, base, rid, err := h.resolve(name, true); err == nil && rid == id {
+			on = h.noteOpen(dir, base)
+		} else if dir, base, err := h.resolveParent("open", name); err == nil {
+			on = h.noteOpen(dir, base)
+		}
 	}
 	return &file{h: h, id: id, name: name, flag: flag, inc: h.incarnation, dir: a.mode.IsDir(),
 		v4: h.v4() && id != rootID && !h.localOpen, on: on}, nil

@@ -439,6 +439,14 @@ func (r *Runner) Apply(op Op) Result {
 	case OpRename:
 		return Result{Err: ErrClass(r.fsys.Rename(op.Name, op.NewName))}
 	case OpRemove:
+		// Removing a directory while files are open is unspecified: on NFS
+		// a removed open file lives on as a .nfs name inside it (N17), so
+		// the directory is not empty until the file is closed.
+		if r.anyOpen() {
+			if fi, err := r.fsys.Lstat(op.Name); err == nil && fi.IsDir() {
+				return Result{Err: Unspecified}
+			}
+		}
 		return Result{Err: ErrClass(r.fsys.Remove(op.Name))}
 	case OpMkdir:
 		return Result{Err: ErrClass(r.fsys.Mkdir(op.Name, 0o755))}
