@@ -327,7 +327,7 @@ func TestRunner(t *testing.T) {
 		{Op{Kind: OpReadDir, Name: "."}, Result{Data: "a/b/d"}},
 		{Op{Kind: OpRename, Name: "b", NewName: "d"}, Result{Err: "EISDIR"}},
 		{Op{Kind: OpRemove, Name: "d"}, Result{Err: Unspecified}}, // files are open: unspecified (N17)
-		{Op{Kind: OpClose, Handle: 2}, Result{}}, // handle 0
+		{Op{Kind: OpClose, Handle: 2}, Result{}},                  // handle 0
 		{Op{Kind: OpSync, Handle: 0}, Result{Err: "closed"}},
 		{Op{Kind: OpTruncate, Handle: 1, Offset: 1}, Result{}},
 		{Op{Kind: OpDatasync, Handle: 1}, Result{}},
