@@ -11,7 +11,8 @@ import (
 // format: changing one changes the bytes every existing file holds.
 //
 //	offset  size  field       meaning
-//	     0     8  nonce       random per write, never 0: makes every byte of a copy write-specific
+//	     0     8  nonce       random per write, never 0: makes every byte of a copy write-specific;
+//	                          writers set bit 0, so a cut-short copy never reads as blank
 //	     8     4  magic       CopyMagic, "ARC1" in little-endian order
 //	    12     2  version     FormatVersion
 //	    14     1  slot        0 or 1: which of the two places this copy was written to

@@ -356,7 +356,10 @@ func (r *Record) Write(ctx context.Context, payload []byte) (Value, error) {
 	if r.rng == nil {
 		r.rng = NewRand() // only writers need randomness
 	}
-	nonce := r.rng.Uint64() | 1<<63 // never 0
+	// Never 0, and byte 0 (the first byte of the copy) is odd, so no
+	// non-empty prefix of a written copy is blank: a file cut short inside a
+	// copy reads as damaged, never as "never written".
+	nonce := r.rng.Uint64() | 1<<63 | 1
 	b := EncodeCopy(r.l, slot, gen, nonce, payload)
 	if _, err := r.f.WriteAt(b, r.l.CopyOffset(slot)); err != nil {
 		r.pending = true
