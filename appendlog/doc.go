@@ -77,7 +77,12 @@
 // valid but its group is incomplete, Open overwrites it with a copy of the
 // committed state and syncs before anything else: otherwise a later crash
 // could complete its frames from the new appends' bytes and bring back a
-// commit this recovery saw as not done.
+// commit this recovery saw as not done. The commit Open adopts may be the
+// dead writer's last, whose COMMIT never went out: the NFS server holds it
+// in memory only (N10). Open writes its frames, its header copy and the
+// next words it set again, byte for byte, and syncs before appending
+// after it, so a server crash cannot take it from under a later stable
+// commit. Open therefore costs a sync.
 //
 // # Readers on other hosts
 //

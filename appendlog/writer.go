@@ -132,9 +132,6 @@ func recoverLog(ctx context.Context, fsys vfs.FS, f vfs.File, name, host string,
 	if err != nil {
 		return nil, err
 	}
-	// LoadDeferred: appendlog does not yet make an adopted commit durable
-	// before building on it (the open N10 bug pinned in proofs as
-	// bugRecoveryTrustsUnstable; atomicrec.Record.Persist is the tool).
 	c, err := lf.hdr.LoadDeferred(ctx, lf.accept)
 	if err != nil {
 		return nil, lf.headerErr(err)
@@ -143,6 +140,9 @@ func recoverLog(ctx context.Context, fsys vfs.FS, f vfs.File, name, host string,
 	assert(err == nil, "recover: accepted header does not decode")
 	lf.id, lf.h, lf.gen, lf.sum = h.id, h, c.Value.Gen, c.Value.Sum
 	w := &Writer{lf: lf, fsys: fsys, gh: newGroupHasher(), linked: make(map[int64]bool)}
+	if err := w.persistAdopted(ctx); err != nil {
+		return nil, err
+	}
 	if c.Rejected != nil {
 		// A valid header copy newer than the committed one sits in the
 		// slot the next commit writes. Its frames are incomplete; if a
@@ -165,10 +165,40 @@ func recoverLog(ctx context.Context, fsys vfs.FS, f vfs.File, name, host string,
 	return w, nil
 }
 
+// persistAdopted makes the commit recovery adopted durable before anything
+// builds on it. It may be the dead writer's last commit, whose WRITEs
+// reached the server but whose COMMIT did not: the server holds it only in
+// memory (N10) and loses it if it crashes, while the next commit would be
+// stable, leaving a hole under used_file_size. COMMIT covers the whole
+// file, whoever wrote it, but if the server crashes between this read and
+// the COMMIT, a client re-sends only its own unstable writes: so recovery
+// writes the last group's frames and the header copy again, byte for
+// byte, and syncs once (next words are repairLinks' business). Groups
+// before the last one were made durable by the commit or recovery that
+// followed them.
+func (w *Writer) persistAdopted(ctx context.Context) error {
+	lf := w.lf
+	if n := lf.h.used - lf.h.start; n > 0 {
+		buf := make([]byte, n) // <= MaxGroupSize: decodeHeader checks it
+		if err := lf.readAt(buf, lf.h.start); err != nil {
+			return lf.corrupt(lf.h.start, err)
+		}
+		if _, err := lf.f.WriteAt(buf, lf.h.start); err != nil {
+			return fmt.Errorf("appendlog: recover %s: rewrite last group: %w", lf.path, err)
+		}
+	}
+	if err := lf.hdr.Persist(ctx); err != nil { // writes the header copy, then one Datasync for all
+		return fmt.Errorf("appendlog: recover %s: %w", lf.path, err)
+	}
+	return nil
+}
+
 // repairLinks sets the next pointers of the last commit's continuations
 // that a crash left unset (the writer sets them only after the group is
-// durable). Only the last group can have any: a Commit returns only after
-// its links are durable, and the next Commit starts after that.
+// durable, which persistAdopted has just ensured), and writes again, byte
+// for byte, the ones it finds set (see below). Only the last group can
+// have any: a Commit returns only after its links are durable, and the
+// next Commit starts after that.
 func (w *Writer) repairLinks(ctx context.Context) error {
 	lf := w.lf
 	var fix []link
@@ -193,7 +223,10 @@ func (w *Writer) repairLinks(ctx context.Context) error {
 		v, set, err := atomicrec.DecodeSetOnce(l.from+fOffNext, word[:])
 		switch {
 		case err == nil && set && v == uint64(l.to):
-			continue
+			// Maybe set only by the dead writer's unstable write (N10),
+			// and read from this host's cache: if the server crashed
+			// before persistAdopted's COMMIT, the word is gone there.
+			// Written again below like an unset one.
 		case err == nil && set:
 			return lf.corrupt(l.from, fmt.Errorf("%w: %d already continues at %d, not %d", ErrChain, l.from, v, l.to))
 		}

@@ -314,8 +314,9 @@ func (r *Record) LoadDeferred(ctx context.Context, accept func(Value) error) (Ch
 // Persist makes the copy the last Load adopted durable: it may be a dead
 // writer's unstable write that the NFS server holds only in memory (N10),
 // and the next Write overwrites the other copy, so it must be durable
-// first. A host cannot COMMIT another incarnation's writes, so Persist
-// writes the same bytes again and syncs.
+// first. COMMIT covers the whole file, but if the server crashes before
+// it, a client re-sends only its own unstable writes, so Persist writes
+// the same bytes again and syncs.
 func (r *Record) Persist(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err

@@ -2,7 +2,9 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 
 	"github.com/nfsindex/nfsindex/appendlog"
 )
@@ -104,7 +106,9 @@ func (t *Tx) Commit(ctx context.Context) (Result, error) {
 func (m *Mailbox) storeFields(ctx context.Context, t *Tx) error {
 	if m.fields == nil {
 		w, err := appendlog.Open(ctx, m.fsys, m.opt.Dir, m.opt.Host, appendlog.Options{Rand: m.rng})
-		if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			// Only a missing log is created: any other error (damage,
+			// ESTALE) is reported as it is, never hidden behind EEXIST.
 			w, err = appendlog.Create(ctx, m.fsys, m.opt.Dir, m.opt.Host, appendlog.Options{Rand: m.rng})
 		}
 		if err != nil {

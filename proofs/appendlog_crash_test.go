@@ -177,38 +177,6 @@ type alHistory struct {
 	scriptOff  bool    // no more scripted crashes
 	srvCrashes []int   // ticks of the server crashes the scenario scripted
 	wCrashes   []int   // ticks of the writer crashes the scenario scripted
-	// trustedAt is the tick at which a recovery began that adopted the
-	// dead writer's last commit, trustedUntil when the next commit was
-	// acknowledged (0: not yet): the window of bugRecoveryTrustsUnstable.
-	trustedAt, trustedUntil int
-}
-
-// inKnownBugWindow reports whether a server crash fell into the window of
-// bugRecoveryTrustsUnstable: after a recovery adopted a commit that may
-// have been an unstable write only, before anything committed it.
-func (h *alHistory) inKnownBugWindow() bool {
-	if h.trustedAt == 0 {
-		return false
-	}
-	crashes := append([]int(nil), h.srvCrashes...)
-	if tick, ok := h.r.Fired(); ok && h.r.Plan.Kind == explore.CrashServer {
-		crashes = append(crashes, tick)
-	}
-	for _, c := range crashes {
-		if c > h.trustedAt && (h.trustedUntil == 0 || c < h.trustedUntil) {
-			return true
-		}
-	}
-	return false
-}
-
-// markKnown wraps err with errKnownBug if the run hit the window of an
-// open bug.
-func (h *alHistory) markKnown(err error) error {
-	if err != nil && h.inKnownBugWindow() {
-		return fmt.Errorf("%w (%s): %w", errKnownBug, bugRecoveryTrustsUnstable, err)
-	}
-	return err
 }
 
 // writerCrashedAfter reports whether the writer's host crashed after
@@ -333,9 +301,6 @@ func (h *alHistory) commitOp(w *appendlog.Writer, i int, kind string) error {
 	r.Logf("writer: op %d %s: commit: %v", i, kind, err)
 	if err == nil {
 		h.w, h.pending = next, nil
-		if h.trustedAt != 0 && h.trustedUntil == 0 {
-			h.trustedUntil = op.end
-		}
 	}
 	return err
 }
@@ -378,16 +343,12 @@ func (h *alHistory) reader(rh *nfssim.Host, phase int, done func() bool) {
 // records what it found; it returns the new Writer.
 func (h *alHistory) recoverOp(fsys vfs.FS, rng *rand.Rand) (w *appendlog.Writer, err error) {
 	r := h.r
-	defer func() { err = h.markKnown(err) }()
 	op := &alOp{kind: "recover", base: h.w, begin: r.Tick()}
 	h.ops = append(h.ops, op)
 	w, err = appendlog.Open(enumCtx, fsys, alDir, alWriter, appendlog.Options{Rand: rng})
 	if err != nil {
 		op.end, op.err = r.Tick(), err
 		return nil, fmt.Errorf("recovery: %w", err)
-	}
-	if h.pending != nil && w.Info().Used == lconcat(h.pending.base, h.pending.delta).used() && w.Info().Used != h.w.used() {
-		h.trustedAt, h.trustedUntil = op.begin, 0
 	}
 	o := alObs{reader: "recovery", host: alWriter, begin: op.begin}
 	o.state, o.chain, o.info, o.err = alOpenScan(fsys)
@@ -543,7 +504,6 @@ func appendlogScenario(name string, kinds []string, crashKeep *uint64) explore.S
 //     survive a crash of every host and of the server.
 func (h *alHistory) check(w *nfssim.Host, rng *rand.Rand) (err error) {
 	r := h.r
-	defer func() { err = h.markKnown(err) }()
 	crashed := h.scripted
 	if _, ok := r.Fired(); ok && r.Plan.Kind == explore.CrashHost {
 		crashed = true

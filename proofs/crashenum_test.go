@@ -20,45 +20,10 @@ import (
 // Flags of the crash-point enumeration. Their names carry the crashenum
 // prefix so that other proofs in this package can define their own.
 var (
-	crashenumSeed   = flag.Uint64("crashenum.seed", 1, "seed of the crash-point enumeration (simulation, scheduler, nonces)")
-	crashenumPlan   = flag.String("crashenum.plan", "", "replay one plan (none, crash-host@12:keep=0x5, drop-reply@3, drop-reply-nodrc@3, crash-server@7) instead of enumerating")
-	crashenumDeep   = flag.Bool("crashenum.deep", false, "also explore the 3-operation scenarios, as NFSINDEX_DEEP=1 does")
-	crashenumStrict = flag.Bool("crashenum.strict", false, "fail on the known, open bugs (knownBug) instead of skipping")
+	crashenumSeed = flag.Uint64("crashenum.seed", 1, "seed of the crash-point enumeration (simulation, scheduler, nonces)")
+	crashenumPlan = flag.String("crashenum.plan", "", "replay one plan (none, crash-host@12:keep=0x5, drop-reply@3, drop-reply-nodrc@3, crash-server@7) instead of enumerating")
+	crashenumDeep = flag.Bool("crashenum.deep", false, "also explore the 3-operation scenarios, as NFSINDEX_DEEP=1 does")
 )
-
-// errKnownBug marks a violation whose cause is an open bug of a primitive,
-// found by these proofs and reported (see knownBug). A proof that hits it
-// is skipped with the bug's description instead of failing, unless
-// -crashenum.strict is set, so that CI stays green for everyone else while
-// the owner fixes it. Remove the marking once the bug is fixed.
-var errKnownBug = errors.New("KNOWN BUG")
-
-// The open bugs these proofs found (reported on issue 4). Each is pinned
-// by a test that fails with -crashenum.strict. (Fixed so far: atomicrec's
-// Load adopting a dead writer's unstable copy, 8791c80, pinned by
-// TestAtomicrecLoadedCopySurvivesServerCrash.)
-const (
-	// bugRecoveryTrustsUnstable: appendlog.Open adopts a commit whose
-	// WRITEs reached the server but whose COMMIT did not (the dead
-	// writer's unstable data, N10) without making it stable; if the
-	// server then crashes, the data is gone while the recovered writer
-	// appends after it, and the next acknowledged commit leaves a
-	// committed log with a hole (Scan: ErrFrame, bad magic). Found by
-	// TestRapidAppendlog; pinned by
-	// TestAppendlogRecoveredStateSurvivesServerCrash and the
-	// crash-unstable-recover scenarios of TestCrashEnumAppendlog.
-	bugRecoveryTrustsUnstable = "appendlog.Open trusts the dead writer's unstable commit (N10): a server crash before the next commit leaves a hole in the committed log"
-)
-
-// knownBug skips t because err is an open bug (errKnownBug), or fails it
-// in strict mode.
-func knownBug(t testing.TB, err error) {
-	t.Helper()
-	if *crashenumStrict {
-		t.Fatal(err)
-	}
-	t.Skipf("open bug, reported on issue 4 (-crashenum.strict fails instead): %v", err)
-}
 
 var enumCtx = context.Background()
 
@@ -148,9 +113,6 @@ func crashenumExplore(t *testing.T, scenarios []explore.Scenario) {
 							test, s.Name, p.Name, seed, plan)
 					}
 					res, err := explore.Explore(s, p, explore.Options{Seed: seed, Only: only, Replay: replay})
-					if errors.Is(err, errKnownBug) {
-						knownBug(t, err)
-					}
 					if err != nil {
 						t.Fatalf("seed %d: %v", seed, err)
 					}

@@ -55,13 +55,15 @@
 // models. rapid prints the -rapid.seed (and writes a fail file under
 // testdata/rapid) that replays a failure.
 //
-// # Open bugs
+// # Bugs found
 //
 // A proof that finds a bug in a primitive pins it with a deterministic
-// regression test. While the owner fixes it, a run that hits exactly that
-// bug is skipped with errKnownBug and the bug's description, so CI stays
-// green for everyone else; -crashenum.strict makes those runs fail. The
-// list is in crashenum_test.go (bugRecoveryTrustsUnstable): delete an
-// entry, and its marking, once fixed, as was done for atomicrec's
-// TestAtomicrecLoadedCopySurvivesServerCrash.
+// regression test that fails on the old code. Found so far, all fixed:
+// atomicrec's Load and appendlog's Open adopted a dead writer's unstable
+// write without making it stable (N10), so a server crash before the next
+// commit lost it under a stable successor
+// (TestAtomicrecLoadedCopySurvivesServerCrash,
+// TestAppendlogRecoveredStateSurvivesServerCrash,
+// TestAppendlogRecoveredLinkSurvivesServerCrash); the engine forked under
+// back-to-back compactions (TestEngineBackToBackCompactions).
 package proofs
