@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/nfsindex/nfsindex/engine"
 	"github.com/nfsindex/nfsindex/vfs/osfs"
+	"golang.org/x/sys/unix"
 )
 
 // verify checks the engine workload's logs (work-*.jsonl under RUNDIR)
@@ -335,13 +337,42 @@ func copyTree(src, dst string) error {
 			if err != nil {
 				return err
 			}
-			if _, err := io.Copy(out, in); err != nil {
+			if err := copySparse(out, in); err != nil {
 				out.Close()
 				return err
 			}
 			return out.Close()
 		}
 	})
+}
+
+// copySparse copies in's data extents only and sets out's size: a dead
+// generation's tail is a sparse file whose size is past 2^40 (the engine's
+// dead mark), which a plain copy would fill with a terabyte of zeros.
+func copySparse(out, in *os.File) error {
+	fi, err := in.Stat()
+	if err != nil {
+		return err
+	}
+	size := fi.Size()
+	for off := int64(0); off < size; {
+		data, err := in.Seek(off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
+			break // only a hole remains
+		}
+		if err != nil {
+			return err
+		}
+		hole, err := in.Seek(data, unix.SEEK_HOLE)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(io.NewOffsetWriter(out, data), io.NewSectionReader(in, data, hole-data)); err != nil {
+			return err
+		}
+		off = hole
+	}
+	return out.Truncate(size)
 }
 
 func findGlob(dirs []string, pattern string) ([]string, error) {
