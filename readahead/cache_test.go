@@ -420,6 +420,29 @@ func TestNewIdentityNeverGetsOldBlocks(t *testing.T) {
 	check(t, c)
 }
 
+// TestIdentityIsInodeAndGeneration: two files that share a generation
+// number but not an inode (two snapshots of one generation on different
+// mailboxes, or a reused counter) never share blocks, and neither do two
+// generations of one inode (TestNewIdentityNeverGetsOldBlocks).
+func TestIdentityIsInodeAndGeneration(t *testing.T) {
+	c := newCache(t, readahead.Options{BlockSize: bs, MemoryBytes: 64 * bs})
+	aData, bData := pattern(3*bs, 20), pattern(3*bs, 21)
+	a, b := newFakeFile("a", 8, aData), newFakeFile("b", 9, bData)
+	ra := c.Open(a, readahead.FileID{Ino: 8, Generation: 5})
+	rb := c.Open(b, readahead.FileID{Ino: 9, Generation: 5})
+	for _, r := range []*readahead.Reader{ra, rb} {
+		if err := r.MarkImmutable(0, 3*bs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read(t, ra, 0, aData)
+	if calls := readCalls(b, func() { read(t, rb, 0, bData) }); calls == 0 {
+		t.Fatal("a second inode with the same generation was served without reading its file")
+	}
+	read(t, ra, 0, aData)
+	check(t, c)
+}
+
 // TestStaleFileHandle: ESTALE from ReadAt or Stat reaches the caller matchable
 // with errors.Is and drops every block of the identity, immutable ones too.
 func TestStaleFileHandle(t *testing.T) {
