@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
+	mrand "math/rand/v2"
 	"strings"
 
+	"github.com/nfsindex/nfsindex/rename"
 	"github.com/nfsindex/nfsindex/vfs"
 )
 
@@ -81,28 +81,26 @@ func (m *Mailbox) adopt(st *state) {
 	}
 }
 
+// readSnapshot reads index.<gen> with the rename package's reader: the
+// file is pinned by a hard link of its own while it is read (so a host
+// installing a newer snapshot never silly-renames a name this host holds
+// open, and an install elsewhere never makes the read go stale, N15/N17),
+// and its rename header, size and payload hash are checked before the
+// engine's own decoder checks the snapshot payload. A missing name, or one
+// that kept going stale, is reported as such (gone): a compaction removed
+// it. Anything that is not a whole version of generation gen holding a
+// snapshot of gen is a *CorruptError.
 func (m *Mailbox) readSnapshot(ctx context.Context, gen uint32) (*state, error) {
 	name := indexName(gen)
-	f, err := m.fsys.OpenFile(m.path(name), vfs.ReadOnly, 0)
+	info, b, err := rename.Load(ctx, m.fsys, m.path(name), m.renameOptions())
+	if errors.Is(err, rename.ErrCorrupt) {
+		return nil, corrupt(name, "%v", err)
+	}
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	head := make([]byte, snapHeaderSize)
-	if _, err := f.ReadAt(head, 0); err != nil && err != io.EOF {
-		return nil, err
-	}
-	n, err := decodeSnapshotHeader(name, head)
-	if err != nil {
-		return nil, err
-	}
-	b := make([]byte, snapHeaderSize+n)
-	k, err := f.ReadAt(b, 0)
-	if err != nil && !(err == io.EOF && k == len(b)) {
-		if err == io.EOF {
-			return nil, corrupt(name, "truncated to %d of %d bytes", k, len(b))
-		}
-		return nil, err
+	if info.Generation != uint64(gen) {
+		return nil, corrupt(name, "version file of generation %d under the name of %d", info.Generation, gen)
 	}
 	st, err := decodeSnapshot(name, b)
 	if err != nil {
@@ -114,10 +112,27 @@ func (m *Mailbox) readSnapshot(ctx context.Context, gen uint32) (*state, error) 
 	return st, ctx.Err()
 }
 
+// renameOptions are the options of every rename call: ids of claims, pins
+// and probes are drawn from the mailbox's generator (seeded in tests).
+func (m *Mailbox) renameOptions() rename.Options {
+	host := m.opt.Host
+	if len(host) > rename.MaxHostLen {
+		host = host[:rename.MaxHostLen]
+	}
+	if m.rng == nil {
+		// Inspect: a read-only Mailbox; its pins need ids, nothing else.
+		m.rng = mrand.New(mrand.NewPCG(0x6e6673696e646578, 0x696e7370656374))
+	}
+	return rename.Options{Host: host, StaleAge: m.opt.CompactStaleAge, Rand: m.rng}
+}
+
 // Compact folds the log into a new snapshot and removes what it folded,
-// reclaiming space without stopping anyone (contract 7). It claims
-// index.lock with an exclusive create; if another host holds the claim it
-// returns false at once: compaction is skipped, never waited for.
+// reclaiming space without stopping anyone (contract 7). It claims the
+// compaction with the rename package (the lock directory index.lock/); if
+// another host holds a claim that is not stale it returns false at once:
+// compaction is skipped, never waited for. A claim whose host stopped is
+// taken over once it is Options.CompactStaleAge old by the server's
+// clock.
 func (m *Mailbox) Compact(ctx context.Context) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -137,83 +152,129 @@ func (m *Mailbox) compactDue() bool {
 		logged >= m.opt.CompactRatio*float64(len(m.st.msgs))
 }
 
+// compact is one compaction, from generation gen to gen+1:
+//
+//  1. claim: rename.Begin on <dir>/index for generation gen+1 (the lock
+//     directory index.lock/; a fresh claim elsewhere: skip; a stale one,
+//     older than CompactStaleAge by the server's clock: taken over);
+//  2. seal: create tail.<gen+1>, then install the seal record in gen's
+//     order. A seal already there (a claimant that stopped after sealing
+//     and was taken over) reads back as ours, a seal depending only on
+//     its place: this compaction finishes that generation;
+//  3. snapshot: the state at the seal, written through the claim and
+//     installed by Claim.CommitTo as index.<gen+1> (sync, then one rename
+//     of the claim's own file, which also releases the lock);
+//  4. retire gen: mark its tail dead, remove its records, its snapshot and
+//     leftovers of older generations, pins of retired snapshots included,
+//     and sweep rename's litter if the listing shows any.
+//
+// A claim taken over (ErrLost) or a snapshot already installed by another
+// (ErrFenced) make it return false, nil: the seal it may have committed is
+// harmless, the next compaction folds it.
 func (m *Mailbox) compact(ctx context.Context) (bool, error) {
 	if err := m.refresh(ctx); err != nil {
 		return false, err
 	}
-	lock, err := m.fsys.OpenFile(m.path(lockName), vfs.WriteOnly|vfs.Create|vfs.Excl, 0o644)
-	if errors.Is(err, fs.ErrExist) {
+	oldGen, oldBase := m.st.gen, m.st.base
+	newGen := oldGen + 1
+	claim, err := rename.Begin(ctx, m.fsys, m.path(claimBase), uint64(newGen), m.renameOptions())
+	if errors.Is(err, rename.ErrBusy) || errors.Is(err, rename.ErrLost) {
+		// Busy: another compaction is at it. Lost: we paused while
+		// claiming and another host swept our claim as stale.
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("engine: claim %s: %w", lockName, err)
+		return false, fmt.Errorf("engine: claim the compaction: %w", err)
 	}
-	installed := false
-	mine, err := lock.Stat()
-	if err != nil {
-		lock.Close()
-		return false, err
-	}
+	open := true
 	defer func() {
-		if installed {
-			return
-		}
-		lock.Close()
-		// Remove the claim only if the name is still ours: after a lost
-		// reply the name may already belong to another compactor.
-		if st, err := m.fsys.Lstat(m.path(lockName)); err == nil && st.Ino == mine.Ino {
-			_ = m.fsys.Remove(m.path(lockName))
+		if open {
+			// Every early return gives the claim up, so the lock is free
+			// at once (after ErrLost or ErrFenced the claim is already
+			// over and Abort only says so).
+			_ = claim.Abort(ctx)
 		}
 	}()
-	oldGen, oldBase := m.st.gen, m.st.base
 	// 1. Open the next generation, then seal this one at the next
 	// sequence number: the seal is ordered with every commit.
-	if err := m.ensureTail(oldGen + 1); err != nil {
+	if err := m.ensureTail(newGen); err != nil {
 		return false, err
 	}
+	// A seal already at our place, installed by a compactor whose claim we
+	// took over (it stopped after sealing, maybe before publishing), reads
+	// back as our own (a seal depends only on its place): we finish the
+	// generation it opened.
 	if _, err := m.commitOps(ctx, []op{{kind: opSeal}}, Key{}); err != nil {
 		if errors.Is(err, errDead) {
-			return false, nil
+			return false, nil // the generation ended otherwise meanwhile
 		}
 		return false, err
 	}
-	if m.st.gen != oldGen+1 {
+	if m.st.gen != newGen {
 		return false, nil // somebody sealed first; we already moved on
 	}
 	seal := m.st.base
 	// 2. The snapshot of everything up to the seal, durable, installed by
-	// rename from the claim file (install and release in one step).
-	img := encodeSnapshot(m.st)
-	if _, err := lock.WriteAt(img, 0); err != nil {
+	// renaming the claim's file (install and release in one step).
+	if _, err := claim.Write(encodeSnapshot(m.st)); err != nil {
+		if errors.Is(err, rename.ErrLost) {
+			return false, nil
+		}
 		return false, fmt.Errorf("engine: write snapshot: %w", err)
 	}
-	if err := lock.Sync(); err != nil {
-		return false, fmt.Errorf("engine: sync snapshot: %w", err)
+	target := m.path(indexName(newGen))
+	info, err := claim.CommitTo(ctx, target)
+	if errors.Is(err, rename.ErrUnknown) {
+		// The claim is still open: the rename is sent again (Commit
+		// re-checks and renames).
+		info, err = claim.CommitTo(ctx, target)
 	}
-	if err := lock.Close(); err != nil {
-		return false, fmt.Errorf("engine: close snapshot: %w", err)
-	}
-	if err := m.fsys.Rename(m.path(lockName), m.path(indexName(m.st.gen))); err != nil {
-		// A lost reply makes a rename that happened report ENOENT (N14):
-		// look at what the name holds now.
-		st, rerr := m.readSnapshot(ctx, m.st.gen)
-		if !errors.Is(err, fs.ErrNotExist) || rerr != nil || st.base != seal {
-			return false, fmt.Errorf("engine: install snapshot: %w (reading it back: %v)", err, rerr)
+	switch {
+	case err == nil:
+		open = false
+	case errors.Is(err, rename.ErrLost), errors.Is(err, rename.ErrFenced):
+		// Taken over, or the generation is installed by another: our
+		// version is not installed and never will be.
+		open = false
+		return false, nil
+	case errors.Is(err, rename.ErrUnknown):
+		// Give the claim up (its file removed: it can no longer be
+		// installed), then read back what the name holds.
+		open = false
+		_ = claim.Abort(ctx)
+		if !m.installedBy(ctx, newGen, claim.Info().ClaimID) {
+			return false, fmt.Errorf("engine: install snapshot: %w (not installed, read back)", err)
 		}
-	}
-	installed = true
-	if err := m.fsys.SyncDir(m.opt.Dir); err != nil {
-		return true, err
+	case info.ClaimID != 0:
+		// Installed; only syncing the directory failed.
+		open = false
+		return true, fmt.Errorf("engine: install snapshot: %w", err)
+	default:
+		return false, fmt.Errorf("engine: install snapshot: %w", err)
 	}
 	// 3. Mark the old generation dead, then remove it. Marking first is
 	// what fences a committer that installs a record after its name was
 	// removed: its publish sees the mark (or ESTALE) and it retries.
-	return true, m.retire(oldGen, oldBase, seal)
+	return true, m.retire(ctx, oldGen, oldBase, seal)
+}
+
+// installedBy reports whether index.<gen> is the version of claim id.
+func (m *Mailbox) installedBy(ctx context.Context, gen uint32, id uint64) bool {
+	v, err := rename.OpenLatest(ctx, m.fsys, m.path(indexName(gen)), m.renameOptions())
+	if err != nil {
+		return false
+	}
+	defer v.Close()
+	return v.Info().ClaimID == id
 }
 
 // retire marks generation gen dead and removes its files: records
-// base+1..seal, its tail, its snapshot, and anything older still listed.
-func (m *Mailbox) retire(gen uint32, base, seal uint64) error {
+// base+1..seal, its snapshot and the pins of it, and anything older still
+// listed (the tails stay, as tombstones). Names of the rename package are
+// never taken for a generation's (see oldName); its litter (private claim
+// directories and probes of hosts that stopped) is swept by rename.Sweep
+// when the listing shows any.
+func (m *Mailbox) retire(ctx context.Context, gen uint32, base, seal uint64) error {
 	if err := m.markDead(gen); err != nil {
 		return err
 	}
@@ -240,13 +301,28 @@ func (m *Mailbox) retire(gen uint32, base, seal uint64) error {
 			}
 		}
 	}
+	litter := false
 	for _, n := range names {
 		if _, isTail := parseGen(n, tailPrefix); isTail {
 			continue // tombstones (above)
 		}
+		if g, ok := pinGen(n); ok && g <= gen {
+			// A reader's pin of a retired snapshot: the litter of a
+			// reader that stopped, or a reader that is reading it now,
+			// which then goes stale and reloads (as after its removal).
+			_ = m.fsys.Remove(m.path(n))
+			continue
+		}
 		if g, ok := oldName(n); ok && g < gen {
 			_ = m.fsys.Remove(m.path(n))
+			continue
 		}
+		litter = litter || strings.HasPrefix(n, claimBase+".claim.") || strings.HasPrefix(n, claimBase+".probe.")
+	}
+	if litter {
+		// Best effort: what a sweep misses is swept after the next
+		// compaction.
+		_, _ = rename.Sweep(ctx, m.fsys, m.path(claimBase), m.renameOptions())
 	}
 	return nil
 }
@@ -268,7 +344,28 @@ func (m *Mailbox) markDead(gen uint32) error {
 	return cerr
 }
 
-// oldName returns the generation of a record, tail or snapshot name.
+// pinGen returns gen of a reader's pin of a snapshot, index.<gen>.pin.<id>
+// (rename.OpenLatest of index.<gen>).
+func pinGen(n string) (uint32, bool) {
+	rest, ok := strings.CutPrefix(n, indexPrefix)
+	if !ok {
+		return 0, false
+	}
+	i := strings.IndexByte(rest, '.')
+	if i <= 0 {
+		return 0, false
+	}
+	id, ok := strings.CutPrefix(rest[i:], pinInfix)
+	if !ok || id == "" {
+		return 0, false
+	}
+	return parseGen(rest[:i], "")
+}
+
+// oldName returns the generation of a record, tail or snapshot name. The
+// names of the rename package (index.lock, index.claim.<id>,
+// index.probe.<id>, index.<gen>.pin.<id>) are none of these: parseGen
+// accepts only a canonical number after the prefix.
 func oldName(n string) (uint32, bool) {
 	if g, ok := parseGen(n, tailPrefix); ok {
 		return g, true

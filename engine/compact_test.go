@@ -2,11 +2,16 @@ package engine
 
 import (
 	"context"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nfsindex/nfsindex/nfssim"
+	"github.com/nfsindex/nfsindex/rename"
+	"github.com/nfsindex/nfsindex/vfs"
+	"github.com/nfsindex/nfsindex/vfs/vfstest"
 )
 
 func TestCompactionFoldsAndOthersFollow(t *testing.T) {
@@ -33,9 +38,14 @@ func TestCompactionFoldsAndOthersFollow(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, n := range names {
-		if strings.HasPrefix(n, "t.1.") || n == lockName {
+		if strings.HasPrefix(n, "t.1.") || n == "index.1" || strings.Contains(n, ".pin.") ||
+			strings.HasPrefix(n, "index.claim.") || strings.HasPrefix(n, "index.probe.") {
 			t.Fatalf("after compaction %s is still there: %v", n, names)
 		}
+	}
+	// The claim was released by the install: the lock directory is empty.
+	if held, err := s.Host("judge").FS().ReadDir("mbox/" + claimBase + rename.LockSuffix); err != nil || len(held) != 0 {
+		t.Fatalf("the compaction lock after compaction: %v, %v; want empty", held, err)
 	}
 	// The old tail stays as a tombstone, marked dead.
 	if st, err := s.Host("judge").FS().Stat("mbox/tail.1"); err != nil || st.Size < deadOffset {
@@ -137,22 +147,74 @@ func TestZombieCommitIsFenced(t *testing.T) {
 	}
 }
 
+// TestCompactSkipsWhenClaimed: a fresh claim held by another host (a
+// rename claim, or the file index.lock an older engine claimed with) makes
+// Compact return false at once, without waiting; once the claim is older
+// than CompactStaleAge by the server's clock, Compact takes it over and
+// compacts (I8).
 func TestCompactSkipsWhenClaimed(t *testing.T) {
-	ctx := context.Background()
-	s := nfssim.New(nfssim.DefaultConfig(7))
-	a := openOn(t, s, "mx1", 1)
-	f, err := s.Host("mx2").FS().OpenFile("mbox/"+lockName, 0x41, 0o644) // O_WRONLY|O_CREAT
-	if err != nil {
-		t.Fatal(err)
+	for _, legacy := range []bool{false, true} {
+		ctx := context.Background()
+		s := nfssim.New(nfssim.DefaultConfig(7))
+		a := openOn(t, s, "mx1", 1)
+		tx := a.Begin()
+		tx.Append(NewMessage{})
+		commit(t, tx)
+		other := s.Host("mx2").FS()
+		if legacy {
+			f, err := other.OpenFile("mbox/"+claimBase+rename.LockSuffix, vfs.WriteOnly|vfs.Create|vfs.Excl, 0o644)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+		} else if _, err := rename.Begin(ctx, other, "mbox/"+claimBase, 9, rename.Options{Host: "mx2", Rand: rand.New(rand.NewPCG(7, 7))}); err != nil {
+			t.Fatal(err)
+		}
+		before := s.Now()
+		done, err := a.Compact(ctx)
+		if err != nil || done {
+			t.Fatalf("legacy %v: Compact with a claim held elsewhere = %v, %v; want skipped", legacy, done, err)
+		}
+		if s.Now()-before > 10*time.Millisecond {
+			t.Fatalf("legacy %v: skipping took %v of simulated time: it waited", legacy, s.Now()-before)
+		}
+		s.Advance(rename.DefaultStaleAge - 10*time.Second)
+		if done, err := a.Compact(ctx); err != nil || done {
+			t.Fatalf("legacy %v: Compact with a claim short of stale = %v, %v; want skipped", legacy, done, err)
+		}
+		s.Advance(20 * time.Second)
+		if done, err := a.Compact(ctx); err != nil || !done {
+			t.Fatalf("legacy %v: Compact over a stale claim = %v, %v; want a takeover", legacy, done, err)
+		}
+		if v := openOn(t, s, "mx3", 3).View(); v.Len() != 1 {
+			t.Fatalf("legacy %v: after the takeover another host sees %d messages", legacy, v.Len())
+		}
 	}
-	f.Close()
-	before := s.Now()
-	done, err := a.Compact(ctx)
-	if err != nil || done {
-		t.Fatalf("Compact with a claim held elsewhere = %v, %v; want skipped", done, err)
+}
+
+// TestRenameNamesAreNotGenerations: the names the rename package makes in
+// the mailbox directory are never taken for a generation's, and pins are
+// recognized as pins of their snapshot.
+func TestRenameNamesAreNotGenerations(t *testing.T) {
+	for _, n := range []string{"index.lock", "index.claim.00000000000000ff", "index.probe.00000000000000ff",
+		"index.pin.00000000000000ff", "index.3.pin.00000000000000ff", "index.3.lock", "index.03", "index.0",
+		"index.", "index.3.", ".nfs0000000000000001", "index.lock.nfs1", "tail.3.pin.0000000000000001"} {
+		if g, ok := parseGen(n, indexPrefix); ok {
+			t.Errorf("parseGen(%q, index.) = %d", n, g)
+		}
+		if g, ok := oldName(n); ok {
+			t.Errorf("oldName(%q) = %d", n, g)
+		}
 	}
-	if s.Now()-before > 0 && s.Now()-before > 10*1e6 {
-		t.Fatalf("skipping took %v of simulated time: it waited", s.Now()-before)
+	for n, want := range map[string]uint32{"index.3.pin.00000000000000ff": 3, "index.12.pin.x": 12} {
+		if g, ok := pinGen(n); !ok || g != want {
+			t.Errorf("pinGen(%q) = %d, %v; want %d", n, g, ok, want)
+		}
+	}
+	for _, n := range []string{"index.pin.00000000000000ff", "index.3", "index.03.pin.1", "index.3.pin.", "index.lock", "tail.3.pin.1", "index.3.probe.1"} {
+		if g, ok := pinGen(n); ok {
+			t.Errorf("pinGen(%q) = %d", n, g)
+		}
 	}
 }
 
@@ -171,11 +233,61 @@ func TestAutomaticCompaction(t *testing.T) {
 		commit(t, tx)
 	}
 	names, _ := s.Host("judge").FS().ReadDir("mbox")
-	if !slices.ContainsFunc(names, func(n string) bool { return strings.HasPrefix(n, indexPrefix) && n != lockName }) {
+	if !slices.ContainsFunc(names, func(n string) bool { _, ok := parseGen(n, indexPrefix); return ok }) {
 		t.Fatalf("no snapshot after 25 commits with a threshold of 10: %v", names)
 	}
 	other := openOn(t, s, "mx2", 2)
 	if v := other.View(); v.Len() != 25 {
 		t.Fatalf("after automatic compactions another host sees %d messages", v.Len())
+	}
+}
+
+// TestRetireRemovesRenameLitter: a compaction removes the pins of the
+// snapshot it retires (a reader that stopped while reading it), sweeps a
+// stale private claim directory and probe file of the rename package, and
+// leaves the snapshot it installs and the (empty) lock.
+func TestRetireRemovesRenameLitter(t *testing.T) {
+	ctx := context.Background()
+	s := nfssim.New(nfssim.DefaultConfig(9))
+	a := openOn(t, s, "mx1", 1)
+	fsys := s.Host("litter").FS()
+	step := func() {
+		t.Helper()
+		tx := a.Begin()
+		tx.Append(NewMessage{})
+		commit(t, tx)
+		if done, err := a.Compact(ctx); err != nil || !done {
+			t.Fatalf("Compact = %v, %v", done, err)
+		}
+	}
+	step() // index.2
+	for _, err := range []error{
+		fsys.Link("mbox/index.2", "mbox/index.2.pin.00000000000000aa"),
+		fsys.Mkdir("mbox/index.claim.00000000000000bb", 0o755),
+		vfstest.WriteFile(fsys, "mbox/index.claim.00000000000000bb/00000000000000bb", []byte("x")),
+		vfstest.WriteFile(fsys, "mbox/index.probe.00000000000000cc", []byte("x")),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Advance(rename.DefaultStaleAge + time.Second)
+	step() // index.3, retiring index.2
+	names, err := s.Host("judge").FS().ReadDir("mbox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		if strings.HasPrefix(n, "index.2") || strings.HasPrefix(n, "index.claim.") || strings.HasPrefix(n, "index.probe.") {
+			t.Fatalf("%s left after the compaction that retired generation 2: %v", n, names)
+		}
+	}
+	for _, n := range []string{"index.3", "index.lock"} {
+		if !slices.Contains(names, n) {
+			t.Fatalf("%s was removed: %v", n, names)
+		}
+	}
+	if v := openOn(t, s, "mx2", 2).View(); v.Len() != 2 {
+		t.Fatalf("after the compactions another host sees %d messages", v.Len())
 	}
 }

@@ -3,9 +3,12 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/nfsindex/nfsindex/nfssim"
+	"github.com/nfsindex/nfsindex/rename"
 	"github.com/nfsindex/nfsindex/vfs"
 	"github.com/nfsindex/nfsindex/vfs/vfstest"
 )
@@ -31,10 +34,14 @@ func compacted(t *testing.T) *nfssim.Sim {
 	return s
 }
 
-// TestCorruptSnapshotEveryOffsetClass: flipping a byte in the header, a
-// checksum, the string table, the message records or the extension area,
-// zeroing it, or truncating the file anywhere, is a typed ErrCorrupt on
-// open, never a panic and never a silently different mailbox.
+// TestCorruptSnapshotEveryOffsetClass: flipping a byte in the version
+// file's header (rename's), in the snapshot's header, a checksum, the
+// string table, the message records or the extension area, zeroing it, or
+// truncating the file anywhere, is a typed ErrCorrupt on open, never a
+// panic and never a silently different mailbox. Then the same damage to
+// the snapshot inside a version file whose own header and payload hash
+// are rewritten to match (a valid version holding a bad snapshot): the
+// engine's decoder catches it.
 func TestCorruptSnapshotEveryOffsetClass(t *testing.T) {
 	s := compacted(t)
 	fsys := s.Host("editor").FS()
@@ -42,32 +49,61 @@ func TestCorruptSnapshotEveryOffsetClass(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	offsets := []int{0, 4, 8, 12, 20, 44, 56, 64, 72, 79, snapHeaderSize, snapHeaderSize + 1, len(good) / 2, len(good) - 24, len(good) - 1}
-	for _, off := range offsets {
-		for _, mutate := range []struct {
-			name string
-			f    func([]byte) []byte
-		}{
-			{"flip", func(b []byte) []byte { b[off] ^= 0x10; return b }},
-			{"zero", func(b []byte) []byte {
+	const h = rename.HeaderSize
+	payload := good[h:]
+	fileOffsets := []int{0, 8, 10, 16, 24, 32, 40, 48, 112, 119, 120, h - 1}
+	payloadOffsets := []int{0, 4, 8, 12, 20, 44, 56, 64, 72, 79, snapHeaderSize, snapHeaderSize + 1, len(payload) / 2, len(payload) - 24, len(payload) - 1}
+	for _, off := range payloadOffsets {
+		fileOffsets = append(fileOffsets, h+off)
+	}
+	mutations := func(off int) []func([]byte) []byte {
+		return []func([]byte) []byte{
+			func(b []byte) []byte { b[off] ^= 0x10; return b },
+			func(b []byte) []byte {
 				if b[off] == 0 {
 					b[off] = 0xff
 				} else {
 					b[off] = 0
 				}
 				return b
-			}},
-			{"truncate", func(b []byte) []byte { return b[:off] }},
-		} {
-			img := mutate.f(append([]byte(nil), good...))
-			if err := vfstest.WriteFile(fsys, "mbox/index.2", img); err != nil {
+			},
+			func(b []byte) []byte { return b[:off] },
+		}
+	}
+	n := 0
+	open := func(what string) {
+		t.Helper()
+		n++
+		host := s.Host(fmt.Sprintf("reader%d", n))
+		_, err := Open(context.Background(), Options{FS: host.FS(), Dir: "mbox", Host: host.Name()})
+		if !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: Open returned %v, want ErrCorrupt", what, err)
+		}
+	}
+	for _, off := range fileOffsets {
+		for i, mutate := range mutations(off) {
+			if err := vfstest.WriteFile(fsys, "mbox/index.2", mutate(append([]byte(nil), good...))); err != nil {
 				t.Fatal(err)
 			}
-			host := s.Host("reader" + mutate.name + string(rune('a'+off%26)))
-			_, err := Open(context.Background(), Options{FS: host.FS(), Dir: "mbox", Host: host.Name()})
-			if !errors.Is(err, ErrCorrupt) {
-				t.Errorf("%s at %d: Open returned %v, want ErrCorrupt", mutate.name, off, err)
+			open(fmt.Sprintf("file offset %d, mutation %d", off, i))
+		}
+	}
+	for _, off := range payloadOffsets {
+		for i, mutate := range mutations(off) {
+			c, err := rename.Begin(context.Background(), fsys, "mbox/"+claimBase, 2, rename.Options{Host: "editor", Rand: rand.New(rand.NewPCG(uint64(off), uint64(i)))})
+			if err != nil {
+				t.Fatal(err)
 			}
+			if _, err := c.Write(mutate(append([]byte(nil), payload...))); err != nil {
+				t.Fatal(err)
+			}
+			if err := fsys.Remove("mbox/index.2"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.CommitTo(context.Background(), "mbox/index.2"); err != nil {
+				t.Fatal(err)
+			}
+			open(fmt.Sprintf("payload offset %d in a valid version file, mutation %d", off, i))
 		}
 	}
 	if err := vfstest.WriteFile(fsys, "mbox/index.2", good); err != nil {

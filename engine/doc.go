@@ -30,11 +30,17 @@
 // to the committing host's append-only log (package appendlog) first; the
 // record holds their references.
 //
-// Compact folds the log into an immutable snapshot index.<gen> written as
-// index.lock and installed by rename, seals the old generation with a
-// record in the same total order, marks it dead and removes it; a
-// committer that fell behind is fenced by the dead mark; commits trigger it
-// at the seed's 50% threshold. Not yet: rewriting the per-host field logs
-// at 20% garbage and taking over a crashed compactor's claim
-// (docs/design.md).
+// Compact folds the log into an immutable snapshot index.<gen>, seals the
+// old generation with a record in the same total order, marks it dead and
+// removes it; a committer that fell behind is fenced by the dead mark;
+// commits trigger it at the seed's 50% threshold. The compaction is
+// claimed and its snapshot installed with package rename: rename.Begin on
+// <dir>/index (the lock directory index.lock/) and Claim.CommitTo
+// index.<gen+1>; snapshots are rename version files, read with
+// rename.Load. A fresh claim elsewhere makes Compact skip, never wait; a
+// claim whose host stopped is taken over once it is
+// Options.CompactStaleAge old by the server's clock, and the stopped
+// compactor, if it wakes, installs nothing (its install finds its claim
+// file gone: ErrLost). Not yet: rewriting the per-host field logs at 20%
+// garbage (docs/design.md).
 package engine

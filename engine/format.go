@@ -21,14 +21,32 @@ import (
 //	                at deadOffset it is marked dead once a newer
 //	                snapshot holds everything of gen
 //	index.<gen>     the snapshot holding every record up to the seal
-//	                that opened gen
-//	index.lock      a compactor's claim and its work file
+//	                that opened gen: a version file of package rename
+//	                (4 KiB header: generation gen, claim id, payload size
+//	                and xxhash64) whose payload is the snapshot
+//	                (snapshot.go), installed by Claim.CommitTo
 //	log.<host>      host's append-only log of cached fields (appendlog)
+//
+// The compaction claim is rename's, on the name "index" (rename/doc.go):
+//
+//	index.lock/              the lock: a directory, free when empty
+//	index.lock/<id>          the claim holding it, the snapshot being written
+//	index.claim.<id>/<id>    a claim being prepared (private to its host)
+//	index.<gen>.pin.<id>     a reader's hard link of index.<gen> while it
+//	                         reads it (rename.Load)
+//	index.probe.<id>         a short-lived probe of the server's clock
+//
+// None of these parses as a generation's name (parseGen takes only a
+// canonical number after the prefix); retire removes the pins of retired
+// snapshots and rename.Sweep the rest of the litter.
 const (
 	recordPrefix = "t."
 	tailPrefix   = "tail."
 	indexPrefix  = "index."
-	lockName     = "index.lock"
+	// claimBase is the name the compaction claim is made on (rename.Begin):
+	// its lock is claimBase+rename.LockSuffix.
+	claimBase = "index"
+	pinInfix  = ".pin."
 )
 
 // deadOffset: a byte written here marks a generation's tail dead. It is

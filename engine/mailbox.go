@@ -10,8 +10,10 @@ import (
 	mrand "math/rand/v2"
 	"path"
 	"sync"
+	"time"
 
 	"github.com/nfsindex/nfsindex/appendlog"
+	"github.com/nfsindex/nfsindex/rename"
 	"github.com/nfsindex/nfsindex/vfs"
 )
 
@@ -46,7 +48,14 @@ type Options struct {
 	// automatically), and at least CompactMinRecords (default 1024).
 	CompactRatio      float64
 	CompactMinRecords int
-	_                 struct{}
+	// CompactStaleAge is how long, by the NFS server's clock, a
+	// compaction claim may go without a change the server saw before
+	// another host takes it over (rename.Options.StaleAge; default
+	// rename.DefaultStaleAge, 2 minutes). A compaction that runs longer
+	// loses its claim and its work, never correctness. All hosts of a
+	// mailbox should use the same value.
+	CompactStaleAge time.Duration
+	_               struct{}
 }
 
 // Mailbox is one open mailbox index. It is safe for concurrent use by the
@@ -85,6 +94,9 @@ func Open(ctx context.Context, opt Options) (*Mailbox, error) {
 	}
 	if opt.CompactMinRecords <= 0 {
 		opt.CompactMinRecords = 1024
+	}
+	if opt.CompactStaleAge <= 0 {
+		opt.CompactStaleAge = rename.DefaultStaleAge
 	}
 	rng := opt.Rand
 	if rng == nil {
@@ -315,13 +327,26 @@ type Result struct {
 // name t.<gen>.<seq> is the test-and-set. On EEXIST the winner's record is
 // read and applied (our record is rebased: its effects are computed at
 // apply time) and the next number is tried; nobody waits for anybody.
+//
+// A seal (ops is one opSeal) ends only the generation current when it was
+// called: once that generation has ended otherwise, it returns errDead
+// instead of sealing the next one, whose tail its compactor did not
+// create. A seal record depends only on its place (generation, sequence
+// number; its key is zero), so a seal another compactor installed at the
+// place ours was to take reads back byte for byte as ours: it is ours
+// from then on (it is published again, and the caller goes on with the
+// compaction of that generation).
 func (m *Mailbox) commitOps(ctx context.Context, ops []op, key Key) (Result, error) {
+	sealing, from := len(ops) == 1 && ops[0].kind == opSeal, m.st.gen
 	for range m.opt.MaxCommitTries {
 		if err := ctx.Err(); err != nil {
 			return Result{}, err
 		}
 		gen, seq, base := m.st.gen, m.st.applied+1, m.st.base
-		if len(ops) == 1 && ops[0].kind == opSeal {
+		if sealing {
+			if gen != from {
+				return Result{}, errDead
+			}
 			ops = []op{{kind: opSeal, nextGen: gen + 1}}
 		}
 		r := &record{gen: gen, seq: seq, key: key, ops: ops}
@@ -359,6 +384,21 @@ func (m *Mailbox) commitOps(ctx context.Context, ops []op, key Key) (Result, err
 				// A seal's compactor created the next generation's tail
 				// before installing the seal: never create it here (a
 				// retired tail re-created would take a zombie's publish).
+				if _, seal := got.isSeal(); seal {
+					// Publish the seal: a compactor that stopped between
+					// installing it and publishing it left it invisible
+					// to Sync, and no later record of this generation
+					// will ever publish past it. A dead tail: the seal is
+					// a zombie, or folded already; reload.
+					if err := m.publish(gen, seq, base); errors.Is(err, errDead) || gone(err) {
+						if err := m.reload(ctx); err != nil {
+							return Result{}, err
+						}
+						continue
+					} else if err != nil {
+						return Result{}, err
+					}
+				}
 				if err := m.applyRecord(got); err != nil {
 					return Result{}, err
 				}

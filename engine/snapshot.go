@@ -7,13 +7,20 @@ import (
 	"github.com/cespare/xxhash/v2"
 )
 
-// Snapshot file index.<gen>: immutable once installed (it is replaced only
-// by a newer generation's file, never rewritten). Part of the on-disk
+// Snapshot of generation gen: the payload of the version file index.<gen>
+// (package rename: a 4 KiB header of its own, with the generation, the
+// claim id, and the payload's size and xxhash64, precedes it; offsets
+// below are into the payload). Immutable once installed (it is replaced
+// only by a newer generation's file, never rewritten). Part of the on-disk
 // format. Little-endian.
+//
+// Format version 2: the snapshot is a rename version's payload. Version 1
+// was a bare file written into index.lock and renamed; a version-1 file is
+// rejected by rename's header check (magic) before this decoder sees it.
 //
 //	offset size field
 //	0      4    magic "NIX1"
-//	4      4    format version (1)
+//	4      4    format version (2)
 //	8      4    gen: the generation this snapshot opens
 //	12     8    base: the seal's sequence number; everything up to it is in
 //	20     4    UIDVALIDITY
@@ -37,7 +44,7 @@ import (
 //	            fields (name id u32, host id u32, ref u64)
 const (
 	snapMagic      = "NIX1"
-	snapVersion    = 1
+	snapVersion    = 2
 	snapHeaderSize = 80
 	snapMsgSize    = 24
 	// maxSnapshotBytes bounds what a decoder allocates from a length field.

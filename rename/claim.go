@@ -43,7 +43,9 @@ type Claim struct {
 // Begin claims name (in a directory that exists) for a compaction that
 // will install generation gen (the sequence number the new version
 // reflects; not 0), without ever waiting: if another claim holds the lock
-// and is not stale, it returns a *BusyError (ErrBusy) at once.
+// and is not stale, it returns a *BusyError (ErrBusy) at once. If this
+// claimant paused for StaleAge while claiming and a Sweep removed its
+// claim, it returns a *LostError (ErrLost): nothing is claimed.
 //
 // The claim is prepared privately first: a directory <name>.claim.<id>
 // holding the claim's file <id>, whose header names the claimant and is
@@ -180,21 +182,33 @@ func (c *Claim) prepare(ctx context.Context) error {
 		f, err = c.fsys.OpenFile(p, vfs.ReadWrite, 0)
 	}
 	if err != nil {
-		return fmt.Errorf("rename: prepare claim: %w", err)
+		return c.prepareErr(err)
 	}
 	c.f = f
 	if err := c.writeHeader(StateClaimed); err != nil {
 		return err
 	}
 	if err := c.f.Sync(); err != nil {
-		return fmt.Errorf("rename: prepare claim: %w", err)
+		return c.prepareErr(err)
 	}
 	fi, err := c.f.Stat()
 	if err != nil {
-		return fmt.Errorf("rename: prepare claim: %w", err)
+		return c.prepareErr(err)
 	}
 	c.probe = later(fi.ModTime, fi.ChangeTime)
 	return nil
+}
+
+// prepareErr wraps an error of preparing the claim after its private
+// directory was made: ENOENT or ESTALE mean the directory or the file was
+// removed, by a Sweep that found this claimant stale (it paused for
+// StaleAge while preparing): a *LostError, as the claim rename would
+// report.
+func (c *Claim) prepareErr(err error) error {
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, vfs.ErrStale) {
+		return &LostError{Name: c.n.name, ClaimID: c.id, Err: err}
+	}
+	return fmt.Errorf("rename: prepare claim: %w", err)
 }
 
 // discard removes a claim that never held the lock (best effort: what

@@ -479,3 +479,76 @@ func TestHeartbeatAfterTakeover(t *testing.T) {
 		mustLoad(t, a, "index", 2, "mx2")
 	}
 }
+
+// TestSweptWhileClaimingIsLost: a claimant that pauses for StaleAge at any
+// point of Begin before its claim rename (its private directory made, its
+// file created, its header written or synced) is litter to Sweep, which
+// removes its claim; when it wakes, Begin returns ErrLost, never another
+// error and never a claim.
+func TestSweptWhileClaimingIsLost(t *testing.T) {
+	lost := 0
+	for k := 0; ; k++ {
+		idx, hit := 0, false
+		s := newSim(t, func(c *nfssim.Config) {
+			c.Fault = func(p nfssim.Point) nfssim.Fault {
+				if p.Host != "mx1" || !strings.Contains(p.Path, ".claim.") {
+					return nfssim.Fault{}
+				}
+				idx++
+				if idx-1 == k {
+					hit = true
+					return nfssim.Fault{Kind: nfssim.PauseHost}
+				}
+				return nfssim.Fault{}
+			}
+		})
+		a, b := addHost(t, s, "mx1", nil), addHost(t, s, "mx2", nil)
+		var got error
+		s.Go(a, "mx1", func() {
+			c, err := Begin(ctx, a.FS(), "index", 2, topts("mx1", 1))
+			if err == nil {
+				_ = c.Abort(ctx)
+			}
+			got = err
+		})
+		var swept []string
+		var sweepErr error
+		s.Go(b, "mx2", func() {
+			b.Sleep(time.Millisecond)
+			b.Sleep(testStaleAge + time.Second)
+			swept, sweepErr = Sweep(ctx, b.FS(), "index", topts("mx2", 2))
+			a.Resume()
+		})
+		if err := s.Run(0); err != nil {
+			t.Fatal(err)
+		}
+		if !hit {
+			if k == 0 {
+				t.Fatal("no fault point in the claim's preparation")
+			}
+			if lost == 0 {
+				t.Fatal("no pause point left a claim to sweep")
+			}
+			t.Logf("%d pause points, %d with the claim swept", k, lost)
+			return
+		}
+		if sweepErr != nil || len(swept) > 1 {
+			t.Fatalf("point %d: Sweep removed %v (%v)", k, swept, sweepErr)
+		}
+		if len(swept) == 0 {
+			// Paused before its directory existed: nothing was swept, and
+			// the claim is made as usual.
+			if got != nil {
+				t.Fatalf("point %d: Begin with nothing swept returned %v", k, got)
+			}
+			continue
+		}
+		lost++
+		if !errors.Is(got, ErrLost) {
+			t.Fatalf("point %d: Begin after its claim was swept returned %v, want ErrLost", k, got)
+		}
+		if names := listing(t, b.FS(), "."); slices.ContainsFunc(names, func(n string) bool { return strings.HasPrefix(n, "index.claim.") }) {
+			t.Fatalf("point %d: litter left: %v", k, names)
+		}
+	}
+}

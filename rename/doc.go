@@ -149,8 +149,10 @@
 // A claimant that crashes before its claim rename leaves its private
 // directory, and a reader that crashes leaves its pin; Sweep removes
 // private directories whose every entry is stale, probe files, and pins
-// older than PinMaxAge. Silly-renamed .nfs files (N17) are not ours, except
-// inside the lock, where they count as claims and are judged by age.
+// older than PinMaxAge; a claimant that was only paused and wakes finds
+// its claim gone and Begin returns ErrLost. Silly-renamed .nfs files (N17)
+// are not ours, except inside the lock, where they count as claims and are
+// judged by age.
 //
 // # Proofs
 //

@@ -25,7 +25,9 @@ var (
 	// ErrLost is returned by Commit (and by Write or Heartbeat when they
 	// notice) when the claim was taken over: another host judged it stale
 	// by the server's clock and removed its file. Nothing was installed
-	// and nothing can be: the work is to be redone.
+	// and nothing can be: the work is to be redone. Begin returns it when
+	// a Sweep removed the claim it was preparing (it paused for
+	// StaleAge): nothing is claimed.
 	ErrLost = errors.New("rename: the claim was taken over")
 
 	// ErrUnknown is returned by Commit when the install rename failed in

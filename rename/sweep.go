@@ -83,8 +83,8 @@ const PinMaxAge = time.Hour
 // stale ones over.
 //
 // Sweeping a claim whose host is only paused is safe: when it wakes, its
-// claim rename or its install rename finds its file gone and its Commit
-// returns ErrLost. The directory listing may be stale (N6); what it misses
+// claim rename or its install rename finds its file gone and its Begin or
+// Commit returns ErrLost. The directory listing may be stale (N6); what it misses
 // is swept next time.
 func Sweep(ctx context.Context, fsys vfs.FS, name string, opts Options) ([]string, error) {
 	n, err := newNames(name)
