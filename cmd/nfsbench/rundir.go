@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 )
@@ -102,8 +101,14 @@ func checkRunDir(p string) error {
 }
 
 // engineNames are the names of an engine index directory
-// (docs/design.md 8e) and of an appendlog's log and its temporary names.
-var engineNames = regexp.MustCompile(`^(t\.[0-9]+\.[0-9]+|tail\.[0-9]+|index\.[0-9]+|index\.lock|log\..+)$`)
+// (docs/design.md 8e): records, tails, snapshots, the rename package's
+// compaction claim (index.lock/), private claim directories, clock probes
+// and readers' pins, and a host's field log with its temporary name.
+var engineNames = regexp.MustCompile(`^(t\.[0-9]+\.[0-9]+|tail\.[0-9]+|index\.[0-9]+|index\.lock|` +
+	`index\.(claim|probe)\.[0-9a-f]{16}|index\.[0-9]+\.pin\.[0-9a-f]{16}|(\.creating\.)?log\..+)$`)
+
+// indexNames are the names that show an index is there.
+var indexNames = regexp.MustCompile(`^(tail|index)\.[0-9]+$`)
 
 // checkIndexDir tells whether p holds an index: it must exist and hold a
 // tail or a snapshot, and nothing the engine does not make.
@@ -121,9 +126,7 @@ func checkIndexDir(p string) error {
 		if !engineNames.MatchString(n) {
 			return inputf("%s holds %q: not an nfsindex index directory", p, n)
 		}
-		if strings.HasPrefix(n, "tail.") || strings.HasPrefix(n, "index.") && n != "index.lock" {
-			found = true
-		}
+		found = found || indexNames.MatchString(n)
 	}
 	if !found {
 		return inputf("%s: not an nfsindex index (no tail.<gen> or index.<gen>)", p)
