@@ -289,18 +289,29 @@ func (m *Mailbox) retire(ctx context.Context, gen uint32, base, seal uint64) err
 	if err := m.fsys.Remove(m.path(indexName(gen))); err != nil && !gone(err) {
 		return fmt.Errorf("engine: retire %s: %w", indexName(gen), err)
 	}
-	// Leftovers of compactions that crashed midway.
+	// Leftovers of compactions that crashed midway: tails below gen that
+	// are not marked yet. Tails this Mailbox already knows dead are
+	// skipped, and so is a tail whose size shows the mark (even a cached
+	// size: a size past deadOffset was only ever reached by the mark, and
+	// a tail never shrinks), so a compaction costs a stat per older tail
+	// in a new process and nothing per older tail after that.
 	names, err := m.fsys.ReadDir(m.opt.Dir)
 	if err != nil {
 		return err
 	}
 	for _, n := range names {
-		if g, ok := parseGen(n, tailPrefix); ok && g < gen {
-			if err := m.markDead(g); err != nil && !gone(err) {
-				return err
-			}
+		g, ok := parseGen(n, tailPrefix)
+		if !ok || g >= gen || g < m.deadBelow {
+			continue
+		}
+		if st, err := m.fsys.Stat(m.path(n)); err == nil && st.Size >= deadOffset {
+			continue
+		}
+		if err := m.markDead(g); err != nil && !gone(err) {
+			return err
 		}
 	}
+	m.deadBelow = max(m.deadBelow, gen+1) // gen itself was marked first
 	litter := false
 	for _, n := range names {
 		if _, isTail := parseGen(n, tailPrefix); isTail {

@@ -72,9 +72,13 @@ type Mailbox struct {
 	nextN  uint64
 	pub    vfs.File // tail of pubGen, opened DSync for publishing
 	pubGen uint32
-	fields *appendlog.Writer
-	logs   map[string]*appendlog.Reader
-	closed bool
+	// deadBelow: every tail of a generation below it is known to be marked
+	// dead (a mark is never undone, and a tombstone is never removed, so
+	// this stays true): retire re-marks only tails at or above it.
+	deadBelow uint32
+	fields    *appendlog.Writer
+	logs      map[string]*appendlog.Reader
+	closed    bool
 }
 
 // Open opens (creating if needed) the mailbox index in opt.Dir. It reads
