@@ -197,18 +197,12 @@ func takeoverRun(t *testing.T, v nfssim.Version, midCommit bool, k int, f nfssim
 		return m
 	}
 	appendOne := func(m *engine.Mailbox, name string, n int) bool {
-		start := len(events)
-		tx := m.Begin()
-		tx.Append(engine.NewMessage{Fields: map[string][]byte{"file": []byte(fmt.Sprintf("%s.%d", name, n))}})
-		res, err := tx.Commit(ctx)
-		if err != nil {
+		if err := appendMessage(ctx, m, name, n, &events); err != nil {
 			if !errors.Is(err, nfssim.ErrHostDown) {
 				failures = append(failures, fmt.Sprintf("%s commit: %v", name, err))
 			}
 			return false
 		}
-		_, dig := m.Digest()
-		events = append(events, engineEvent{host: name, kind: "commit", key: tx.Key(), seq: res.Seq, uids: res.UIDs, digest: dig, start: start})
 		return true
 	}
 	sync := func(m *engine.Mailbox, name string) bool {

@@ -71,18 +71,7 @@ func leftoverTailRun(t *testing.T, v nfssim.Version) {
 		}
 		return m
 	}
-	commit := func(m *engine.Mailbox, name string, n int) error {
-		start := len(events)
-		tx := m.Begin()
-		tx.Append(engine.NewMessage{Fields: map[string][]byte{"file": []byte(fmt.Sprintf("%s.%d", name, n))}})
-		res, err := tx.Commit(ctx)
-		if err != nil {
-			return err
-		}
-		_, dig := m.Digest()
-		events = append(events, engineEvent{host: name, kind: "commit", key: tx.Key(), seq: res.Seq, uids: res.UIDs, digest: dig, start: start})
-		return nil
-	}
+	commit := func(m *engine.Mailbox, name string, n int) error { return appendMessage(ctx, m, name, n, &events) }
 	mx3Done := false
 	s.Go(hosts["mx1"], "mx1", func() {
 		m := open("mx1", 1)
@@ -147,4 +136,19 @@ func leftoverTailRun(t *testing.T, v nfssim.Version) {
 		t.Fatalf("%s: inspect: %v", replay, err)
 	}
 	checkEngineHistory(prefixed{t, replay}, in, events)
+}
+
+// appendMessage commits one delivery of message name.n on m and records
+// the acknowledged commit in events for checkEngineHistory.
+func appendMessage(ctx context.Context, m *engine.Mailbox, name string, n int, events *[]engineEvent) error {
+	start := len(*events)
+	tx := m.Begin()
+	tx.Append(engine.NewMessage{Fields: map[string][]byte{"file": []byte(fmt.Sprintf("%s.%d", name, n))}})
+	res, err := tx.Commit(ctx)
+	if err != nil {
+		return err
+	}
+	_, dig := m.Digest()
+	*events = append(*events, engineEvent{host: name, kind: "commit", key: tx.Key(), seq: res.Seq, uids: res.UIDs, digest: dig, start: start})
+	return nil
 }
