@@ -76,7 +76,7 @@ func Inspect(ctx context.Context, fsys vfs.FS, dir string) (Inspection, error) {
 			if err != nil {
 				return in, err
 			}
-			if err := m.applyRecord(r); err != nil {
+			if _, err := m.applyRecord(r); err != nil {
 				return in, err
 			}
 			e := Entry{Seq: r.seq, Gen: r.gen, Key: r.key, Digest: m.st.digest()}

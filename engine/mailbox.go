@@ -10,6 +10,7 @@ import (
 	mrand "math/rand/v2"
 	"path"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nfsindex/nfsindex/appendlog"
@@ -55,7 +56,14 @@ type Options struct {
 	// loses its claim and its work, never correctness. All hosts of a
 	// mailbox should use the same value.
 	CompactStaleAge time.Duration
-	_               struct{}
+	// GroupCommitWindow is how long the first of several concurrent
+	// Tx.Commit calls waits for more to join its group before committing
+	// them together (default 0: a group is whatever queued while the
+	// previous group was being committed, which costs no latency when
+	// there is no contention). Never use it under nfssim, whose tasks run
+	// one at a time.
+	GroupCommitWindow time.Duration
+	_                 struct{}
 }
 
 // Mailbox is one open mailbox index. It is safe for concurrent use by the
@@ -63,14 +71,20 @@ type Options struct {
 // (task) its own Mailbox: the simulator runs one task at a time, so a
 // task may never wait for another.
 type Mailbox struct {
+	// mu is held by whoever works on the state or the files: a reader, a
+	// compaction, or the leader of a commit group. qmu guards only queue,
+	// the transactions waiting to be committed, so that committers can
+	// join a group while its leader holds mu.
 	mu     sync.Mutex
+	qmu    sync.Mutex
+	queue  []*commitReq
 	opt    Options
 	fsys   vfs.FS
 	rng    *mrand.Rand
 	st     *state
 	owner  uint64
-	nextN  uint64
-	pub    vfs.File // tail of pubGen, opened DSync for publishing
+	nextN  atomic.Uint64 // the last transaction number given out
+	pub    vfs.File      // tail of pubGen, opened DSync for publishing
 	pubGen uint32
 	// deadBelow: every tail of a generation below it is known to be marked
 	// dead (a mark is never undone, and a tombstone is never removed, so
@@ -245,7 +259,7 @@ func (m *Mailbox) refresh(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			if err := m.applyRecord(r); err != nil {
+			if _, err := m.applyRecord(r); err != nil {
 				return err
 			}
 			_, crossed = r.isSeal()
@@ -273,12 +287,12 @@ func (m *Mailbox) tailSize(gen uint32) (int64, error) {
 	return st.Size, nil
 }
 
-func (m *Mailbox) applyRecord(r *record) error {
-	_, err := m.st.apply(r)
+func (m *Mailbox) applyRecord(r *record) (change, error) {
+	ch, err := m.st.apply(r)
 	if nextGen, ok := r.isSeal(); ok && err == nil && nextGen != m.st.gen {
-		return corrupt(recordName(r.gen, r.seq), "seal to generation %d applied as %d", nextGen, m.st.gen)
+		return ch, corrupt(recordName(r.gen, r.seq), "seal to generation %d applied as %d", nextGen, m.st.gen)
 	}
-	return err
+	return ch, err
 }
 
 // publish writes record seq's slot in its generation's tail, so that a
@@ -316,134 +330,6 @@ var errDead = errors.New("engine: generation over")
 // gone reports whether err says a file was removed (by a compaction).
 func gone(err error) bool {
 	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, vfs.ErrStale)
-}
-
-// Result is what a commit did.
-type Result struct {
-	// Seq is the commit's position in the total order; it is the MODSEQ
-	// of every message it changed.
-	Seq uint64
-	// UIDs are the UIDs given to the appended messages, in order.
-	UIDs []uint32
-}
-
-// commitOps installs ops as the next record: exclusive creation of the
-// name t.<gen>.<seq> is the test-and-set. On EEXIST the winner's record is
-// read and applied (our record is rebased: its effects are computed at
-// apply time) and the next number is tried; nobody waits for anybody.
-//
-// A seal (ops is one opSeal) ends only the generation current when it was
-// called: once that generation has ended otherwise, it returns errDead
-// instead of sealing the next one, whose tail its compactor did not
-// create. A seal record depends only on its place (generation, sequence
-// number; its key is zero), so a seal another compactor installed at the
-// place ours was to take reads back byte for byte as ours: it is ours
-// from then on (it is published again, and the caller goes on with the
-// compaction of that generation).
-func (m *Mailbox) commitOps(ctx context.Context, ops []op, key Key) (Result, error) {
-	sealing, from := len(ops) == 1 && ops[0].kind == opSeal, m.st.gen
-	for range m.opt.MaxCommitTries {
-		if err := ctx.Err(); err != nil {
-			return Result{}, err
-		}
-		gen, seq, base := m.st.gen, m.st.applied+1, m.st.base
-		if sealing {
-			if gen != from {
-				return Result{}, errDead
-			}
-			ops = []op{{kind: opSeal, nextGen: gen + 1}}
-		}
-		r := &record{gen: gen, seq: seq, key: key, ops: ops}
-		target, err := encodeRecord(r)
-		if err != nil {
-			return Result{}, err
-		}
-		serr := m.fsys.Symlink(target, m.path(recordName(gen, seq)))
-		if serr != nil && !errors.Is(serr, fs.ErrExist) {
-			return Result{}, fmt.Errorf("engine: install %s: %w", recordName(gen, seq), serr)
-		}
-		won := serr == nil
-		if won && !m.opt.NamespaceDurable {
-			if err := m.fsys.SyncDir(m.opt.Dir); err != nil {
-				return Result{}, fmt.Errorf("engine: sync %s: %w", m.opt.Dir, err)
-			}
-		}
-		if !won {
-			// EEXIST: somebody else's record, or ours whose reply was lost
-			// and retransmitted (N14): read it back and compare.
-			got, err := m.readRecord(gen, seq)
-			if gone(err) {
-				// Removed meanwhile: a compaction retired this generation.
-				if err := m.reload(ctx); err != nil {
-					return Result{}, err
-				}
-				continue
-			}
-			if err != nil {
-				return Result{}, err
-			}
-			gotTarget, err := encodeRecord(got)
-			won = err == nil && gotTarget == target
-			if !won {
-				// A seal's compactor created the next generation's tail
-				// before installing the seal: never create it here (a
-				// retired tail re-created would take a zombie's publish).
-				if _, seal := got.isSeal(); seal {
-					// Publish the seal: a compactor that stopped between
-					// installing it and publishing it left it invisible
-					// to Sync, and no later record of this generation
-					// will ever publish past it. A dead tail: the seal is
-					// a zombie, or folded already; reload.
-					if err := m.publish(gen, seq, base); errors.Is(err, errDead) || gone(err) {
-						if err := m.reload(ctx); err != nil {
-							return Result{}, err
-						}
-						continue
-					} else if err != nil {
-						return Result{}, err
-					}
-				}
-				if err := m.applyRecord(got); err != nil {
-					return Result{}, err
-				}
-				continue
-			}
-		}
-		res := Result{Seq: seq}
-		uid := m.st.header.UIDNext // the record's appends get the next UIDs
-		for _, o := range ops {
-			if o.kind == opAppend {
-				res.UIDs = append(res.UIDs, uid)
-				uid++
-			}
-		}
-		if err := m.publish(gen, seq, base); errors.Is(err, errDead) || gone(err) {
-			// The generation ended while we were installing. Our record was
-			// either folded into the snapshot (installed before the seal) or
-			// is a zombie that reused a removed name: the snapshot's keys
-			// tell which.
-			if err := m.reload(ctx); err != nil {
-				return Result{}, err
-			}
-			if key.Owner != 0 {
-				if done, err := m.st.committed(key); err != nil || done {
-					return res, err
-				}
-			}
-			if _, sealing := r.isSeal(); sealing {
-				return Result{}, errDead // another compactor finished first
-			}
-			_ = m.fsys.Remove(m.path(recordName(gen, seq))) // our zombie
-			continue
-		} else if err != nil {
-			return Result{}, err
-		}
-		if err := m.applyRecord(r); err != nil {
-			return Result{}, err
-		}
-		return res, nil
-	}
-	return Result{}, ErrContended
 }
 
 // Sync reads every change committed anywhere since the last Sync or

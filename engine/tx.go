@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"time"
 
 	"github.com/nfsindex/nfsindex/appendlog"
 )
@@ -34,11 +35,9 @@ type NewMessage struct {
 }
 
 // Begin starts a transaction. Its Key identifies it across failures.
+// It never waits for a commit in progress.
 func (m *Mailbox) Begin() *Tx {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.nextN++
-	return &Tx{m: m, key: Key{Owner: m.owner, N: m.nextN}}
+	return &Tx{m: m, key: Key{Owner: m.owner, N: m.nextN.Add(1)}}
 }
 
 // Key returns the transaction's idempotency key: after a Commit that
@@ -79,31 +78,116 @@ func (t *Tx) SetField(uid uint32, name string, value []byte) {
 // returns its place in the total order. Changes to messages that another
 // commit expunged first are no-ops. If Commit returns an error, the
 // transaction happened entirely or not at all: Mailbox.Committed tells.
+//
+// Group commit: concurrent Commit calls on one Mailbox share the work
+// that makes them durable. The first caller leads and commits every
+// transaction queued by then (after waiting Options.GroupCommitWindow, if
+// set); the others find theirs done. Each transaction keeps its own
+// record and sequence number (its own MODSEQ); the group shares one sync
+// of the field log, one directory sync and one publish WRITE.
 func (t *Tx) Commit(ctx context.Context) (Result, error) {
-	m := t.m
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		return Result{}, ErrClosed
-	}
-	if len(t.values) > 0 {
-		if err := m.storeFields(ctx, t); err != nil {
-			return Result{}, err
-		}
-	}
-	res, err := m.commitOps(ctx, t.ops, t.key)
-	if err == nil && m.compactDue() {
-		// Best effort, never awaited: a claim held elsewhere skips it, and
-		// a failure leaves the log as it was (the commit stands).
-		_, _ = m.compact(ctx)
-	}
-	return res, err
+	res, errs := t.m.CommitGroup(ctx, t)
+	return res[0], errs[0]
 }
 
-// storeFields appends the transaction's field values to this host's log
-// and makes them durable (one sync for all), before the record that
-// refers to them is installed.
-func (m *Mailbox) storeFields(ctx context.Context, t *Tx) error {
+// CommitGroup commits several transactions together, as if each were
+// committed by its own concurrent Commit: each keeps its own record,
+// place in the order and MODSEQ, and fails or succeeds on its own
+// (results[i] and errs[i] are txs[i]'s); the group shares one sync of the
+// field log, one directory sync and one publish WRITE. Transactions of
+// other goroutines' Commit calls waiting at the same time join the group.
+func (m *Mailbox) CommitGroup(ctx context.Context, txs ...*Tx) ([]Result, []error) {
+	results, errs := make([]Result, len(txs)), make([]error, len(txs))
+	reqs := make([]*commitReq, 0, len(txs))
+	for i, t := range txs {
+		if t.m != m {
+			errs[i] = errors.New("engine: CommitGroup: a transaction of another Mailbox")
+			continue
+		}
+		reqs = append(reqs, &commitReq{ctx: ctx, ops: t.ops, key: t.key, values: t.values})
+	}
+	m.qmu.Lock()
+	m.queue = append(m.queue, reqs...)
+	m.qmu.Unlock()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(reqs) > 0 && !reqs[len(reqs)-1].done {
+		// Nobody took our requests yet (a leader takes the whole queue):
+		// we lead.
+		m.leadGroup(ctx)
+	}
+	j := 0
+	for i, t := range txs {
+		if t.m != m {
+			continue
+		}
+		r := reqs[j]
+		j++
+		results[i], errs[i] = r.res, r.err
+		if r.err == nil {
+			t.values = nil
+		}
+	}
+	return results, errs
+}
+
+// leadGroup commits every queued transaction as one group. Called with
+// m.mu held; the requests of the group are finished when it returns.
+func (m *Mailbox) leadGroup(ctx context.Context) {
+	if w := m.opt.GroupCommitWindow; w > 0 && !m.closed {
+		// Let more committers queue up; they block on m.mu meanwhile.
+		timer := time.NewTimer(w)
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+		}
+	}
+	m.qmu.Lock()
+	group := m.queue
+	m.queue = nil
+	m.qmu.Unlock()
+	if m.closed {
+		for _, r := range group {
+			r.finish(Result{}, ErrClosed)
+		}
+		return
+	}
+	// The shared work must not stop because the leader's caller gave up:
+	// each request's own context is checked before each of its tries.
+	shared := context.WithoutCancel(ctx)
+	if err := m.storeFields(shared, group); err != nil {
+		for _, r := range group {
+			if len(r.values) > 0 {
+				r.finish(Result{}, err)
+			}
+		}
+	}
+	m.commitRecords(shared, group)
+	committed := false
+	for _, r := range group {
+		committed = committed || r.err == nil
+	}
+	if committed && m.compactDue() {
+		// Best effort, never awaited: a claim held elsewhere skips it, and
+		// a failure leaves the log as it was (the commits stand).
+		_, _ = m.compact(shared)
+	}
+}
+
+// storeFields appends the field values of the group's transactions to
+// this host's log and makes them durable (one sync for all), before the
+// records that refer to them are installed.
+func (m *Mailbox) storeFields(ctx context.Context, group []*commitReq) error {
+	n := 0
+	for _, r := range group {
+		if !r.done && r.ctx.Err() == nil {
+			n += len(r.values)
+		}
+	}
+	if n == 0 {
+		return nil
+	}
 	if m.fields == nil {
 		w, err := appendlog.Open(ctx, m.fsys, m.opt.Dir, m.opt.Host, appendlog.Options{Rand: m.rng})
 		if errors.Is(err, fs.ErrNotExist) {
@@ -116,18 +200,22 @@ func (m *Mailbox) storeFields(ctx context.Context, t *Tx) error {
 		}
 		m.fields = w
 	}
-	for _, pf := range t.values {
-		ref, err := m.fields.Append(fieldRecordType, pf.value)
-		if err != nil {
-			return fmt.Errorf("engine: store field: %w", err)
+	for _, r := range group {
+		if r.done || r.ctx.Err() != nil {
+			continue
 		}
-		f := &t.ops[pf.op].fields[pf.field]
-		f.Host, f.Ref = m.opt.Host, int64(ref)
+		for _, pf := range r.values {
+			ref, err := m.fields.Append(fieldRecordType, pf.value)
+			if err != nil {
+				return fmt.Errorf("engine: store field: %w", err)
+			}
+			f := &r.ops[pf.op].fields[pf.field]
+			f.Host, f.Ref = m.opt.Host, int64(ref)
+		}
 	}
 	if err := m.fields.Commit(ctx); err != nil {
 		return fmt.Errorf("engine: store fields: %w", err)
 	}
-	t.values = nil
 	return nil
 }
 

@@ -12,7 +12,8 @@ import (
 )
 
 // engineScenario is a small multi-host schedule: each host runs its ops
-// (0 append, 1 flag, 2 expunge, 3 sync, 4 compact) as one nfssim task.
+// (0 append, 1 flag, 2 expunge, 3 sync, 4 compact, 5 a group commit of
+// three transactions) as one nfssim task.
 type engineScenario struct {
 	name  string
 	hosts [][]int
@@ -23,11 +24,13 @@ var engineScenarios = []engineScenario{
 	{"append,flag|sync", [][]int{{0, 1}, {3}}},
 	{"append,compact|append", [][]int{{0, 4}, {0}}},
 	{"append|compact|sync", [][]int{{0}, {4}, {3}}},
+	{"group|append", [][]int{{5}, {0}}},
 }
 
 var deepScenarios = []engineScenario{
 	{"append,flag,compact|append,expunge", [][]int{{0, 1, 4}, {0, 2}}},
 	{"append,append,append|compact,sync|append", [][]int{{0, 0, 0}, {4, 3}, {0}}},
+	{"group,compact|group", [][]int{{5, 4}, {5}}},
 }
 
 // TestEngineCrashPoints enumerates every fault point of each scenario:
@@ -139,6 +142,16 @@ func runEngineScenario(t *testing.T, sc engineScenario, k int, f nfssim.Fault, d
 					if _, err := m.Compact(ctx); err != nil {
 						if !errors.Is(err, nfssim.ErrHostDown) {
 							failures = append(failures, fmt.Sprintf("%s compact: %v", name, err))
+						}
+						return
+					}
+					continue
+				case 5:
+					evs, err := commitGroup(ctx, m, name, 3, rand.New(rand.NewPCG(uint64(i), 5)), start)
+					events = append(events, evs...)
+					if err != nil {
+						if !errors.Is(err, nfssim.ErrHostDown) {
+							failures = append(failures, fmt.Sprintf("%s group commit: %v", name, err))
 						}
 						return
 					}
