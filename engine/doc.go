@@ -19,6 +19,9 @@
 //   - Readers never lock, and nobody waits: a commit that loses the race
 //     for a sequence number reads the winner's record, rebases and takes
 //     the next number.
+//   - Group commit. Concurrent Tx.Commit calls on one Mailbox (and
+//     Mailbox.CommitGroup) share the syncs and the publishing write; each
+//     transaction keeps its own record, place and MODSEQ.
 //
 // How: each transaction is one record, installed as a symbolic link named
 // after its generation and sequence number (t.<gen>.<seq>); the link's

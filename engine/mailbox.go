@@ -56,14 +56,7 @@ type Options struct {
 	// loses its claim and its work, never correctness. All hosts of a
 	// mailbox should use the same value.
 	CompactStaleAge time.Duration
-	// GroupCommitWindow is how long the first of several concurrent
-	// Tx.Commit calls waits for more to join its group before committing
-	// them together (default 0: a group is whatever queued while the
-	// previous group was being committed, which costs no latency when
-	// there is no contention). Never use it under nfssim, whose tasks run
-	// one at a time.
-	GroupCommitWindow time.Duration
-	_                 struct{}
+	_               struct{}
 }
 
 // Mailbox is one open mailbox index. It is safe for concurrent use by the

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"time"
 
 	"github.com/nfsindex/nfsindex/appendlog"
 )
@@ -81,8 +80,7 @@ func (t *Tx) SetField(uid uint32, name string, value []byte) {
 //
 // Group commit: concurrent Commit calls on one Mailbox share the work
 // that makes them durable. The first caller leads and commits every
-// transaction queued by then (after waiting Options.GroupCommitWindow, if
-// set); the others find theirs done. Each transaction keeps its own
+// transaction queued by then; the others find theirs done. Each transaction keeps its own
 // record and sequence number (its own MODSEQ); the group shares one sync
 // of the field log, one directory sync and one publish WRITE.
 func (t *Tx) Commit(ctx context.Context) (Result, error) {
@@ -134,15 +132,6 @@ func (m *Mailbox) CommitGroup(ctx context.Context, txs ...*Tx) ([]Result, []erro
 // leadGroup commits every queued transaction as one group. Called with
 // m.mu held; the requests of the group are finished when it returns.
 func (m *Mailbox) leadGroup(ctx context.Context) {
-	if w := m.opt.GroupCommitWindow; w > 0 && !m.closed {
-		// Let more committers queue up; they block on m.mu meanwhile.
-		timer := time.NewTimer(w)
-		select {
-		case <-timer.C:
-		case <-ctx.Done():
-			timer.Stop()
-		}
-	}
 	m.qmu.Lock()
 	group := m.queue
 	m.queue = nil
