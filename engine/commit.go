@@ -166,6 +166,15 @@ func (m *Mailbox) commitRecords(ctx context.Context, reqs []*commitReq) {
 					}
 					return
 				}
+				// Lost a race: catch up on everything published since
+				// (one GETATTR of the tail, then the records) instead of
+				// losing one SYMLINK per record we are behind.
+				if err := m.refresh(ctx); err != nil {
+					for _, r := range todo {
+						r.finish(Result{}, err)
+					}
+					return
+				}
 				continue
 			}
 		}
