@@ -2,11 +2,7 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
-
-	"github.com/nfsindex/nfsindex/appendlog"
 )
 
 // Tx collects changes to commit together: one record, one place in the
@@ -97,6 +93,9 @@ func (t *Tx) Commit(ctx context.Context) (Result, error) {
 		// a failure leaves the log as it was (the commit stands).
 		_, _ = m.compact(ctx)
 	}
+	if err == nil && m.fieldCompactDue() {
+		_, _ = m.compactFields(ctx) // best effort, like the compaction above
+	}
 	return res, err
 }
 
@@ -105,12 +104,8 @@ func (t *Tx) Commit(ctx context.Context) (Result, error) {
 // refers to them is installed.
 func (m *Mailbox) storeFields(ctx context.Context, t *Tx) error {
 	if m.fields == nil {
-		w, err := appendlog.Open(ctx, m.fsys, m.opt.Dir, m.opt.Host, appendlog.Options{Rand: m.rng})
-		if errors.Is(err, fs.ErrNotExist) {
-			// Only a missing log is created: any other error (damage,
-			// ESTALE) is reported as it is, never hidden behind EEXIST.
-			w, err = appendlog.Create(ctx, m.fsys, m.opt.Dir, m.opt.Host, appendlog.Options{Rand: m.rng})
-		}
+		// The current epoch's log (fieldlog.go).
+		w, err := m.openFieldLog(ctx)
 		if err != nil {
 			return fmt.Errorf("engine: open field log: %w", err)
 		}
@@ -122,7 +117,7 @@ func (m *Mailbox) storeFields(ctx context.Context, t *Tx) error {
 			return fmt.Errorf("engine: store field: %w", err)
 		}
 		f := &t.ops[pf.op].fields[pf.field]
-		f.Host, f.Ref = m.opt.Host, int64(ref)
+		f.Host, f.Ref = m.flog.cur, int64(ref)
 	}
 	if err := m.fields.Commit(ctx); err != nil {
 		return fmt.Errorf("engine: store fields: %w", err)
@@ -133,34 +128,21 @@ func (m *Mailbox) storeFields(ctx context.Context, t *Tx) error {
 
 const fieldRecordType = 1
 
-// FieldValue reads a cached field's value from its host's log.
+// FieldValue reads a cached field's value from the log its reference
+// names. A host's field compaction (CompactFields) copies the values
+// still referenced into a new log and relocates the references, and once
+// a snapshot holds no reference to the old log, removes it: a reference
+// taken from a state before the relocation (a View not synced since, a
+// FieldRef kept by the caller) then gives an error matching
+// ErrFieldMoved. Sync (Mailbox.Sync or View.Sync) and read the message's
+// field reference again.
 func (m *Mailbox) FieldValue(ctx context.Context, f FieldRef) ([]byte, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
 		return nil, ErrClosed
 	}
-	if f.Host == m.opt.Host && m.fields != nil {
-		r, err := m.fields.Read(ctx, appendlog.Ref(f.Ref))
-		return r.Payload, err
-	}
-	r := m.logs[f.Host]
-	if r == nil {
-		var err error
-		r, err = appendlog.OpenReader(ctx, m.fsys, m.opt.Dir, f.Host, appendlog.Options{})
-		if err != nil {
-			return nil, fmt.Errorf("engine: open %s's field log: %w", f.Host, err)
-		}
-		m.logs[f.Host] = r
-	}
-	rec, err := r.Read(ctx, appendlog.Ref(f.Ref))
-	if err != nil {
-		// The log may have grown since this reader last looked.
-		if _, rerr := r.Refresh(ctx); rerr == nil {
-			rec, err = r.Read(ctx, appendlog.Ref(f.Ref))
-		}
-	}
-	return rec.Payload, err
+	return m.fieldValue(ctx, f)
 }
 
 func sortedKeys(m map[string][]byte) []string {
