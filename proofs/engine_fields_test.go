@@ -482,6 +482,9 @@ func fieldsRun(t *testing.T, v nfssim.Version, k int, f nfssim.Fault) []nfssim.P
 	}
 	var own []string
 	for _, n := range names {
+		if strings.HasPrefix(n, ".nfs") {
+			t.Fatalf("%s: a file removed while its host held it open is left (N17): %v", replay, names)
+		}
 		if l, ok := appendlog.ParseLogName(n); ok && (l == "mx1" || strings.HasPrefix(l, "mx1+")) {
 			own = append(own, n)
 		}
