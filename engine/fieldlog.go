@@ -106,6 +106,11 @@ type fieldLogs struct {
 	others map[string]*ownLog
 	// tried is the snapshot base at which removal was last tried.
 	tried uint64
+	// failed: an automatic rewrite failed at snapshot base failedBase;
+	// commits do not try again before the base moves (each try may leave
+	// an orphan epoch behind).
+	failed     bool
+	failedBase uint64
 }
 
 type ownLog struct {
@@ -369,6 +374,9 @@ func (m *Mailbox) fieldCompactDue() bool {
 	if m.opt.FieldCompactRatio < 0 {
 		return false
 	}
+	if m.flog.failed && m.flog.failedBase == m.st.base {
+		return false
+	}
 	return m.removalDue() || m.thresholdReached()
 }
 
@@ -402,7 +410,11 @@ func (m *Mailbox) thresholdReached() bool {
 
 // compactFields is the automatic field compaction (after a commit).
 func (m *Mailbox) compactFields(ctx context.Context) (bool, error) {
-	return m.rewriteFields(ctx, false)
+	done, err := m.rewriteFields(ctx, false)
+	if m.flog != nil {
+		m.flog.failed, m.flog.failedBase = err != nil, m.st.base
+	}
+	return done, err
 }
 
 // rewriteFields removes the old logs that are safe to remove, then

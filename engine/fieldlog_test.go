@@ -625,3 +625,59 @@ func TestFailedRelocationKeepsOldLog(t *testing.T) {
 	checkValues(t, "mx1", a, want)
 	checkValues(t, "mx3", openOn(t, s, "mx3", 3), want)
 }
+
+// TestFailedRewriteBacksOff (F4): an automatic rewrite that fails (here a
+// value of the old log cannot be read) is not tried again by every
+// commit, each of which would leave one more orphan epoch, but only after
+// the next snapshot; the orphans are removed then, and the values that
+// can be read read back.
+func TestFailedRewriteBacksOff(t *testing.T) {
+	ctx := context.Background()
+	s := nfssim.New(nfssim.DefaultConfig(28))
+	broken := false
+	fsys := errorfs.Wrap(s.Host("mx1").FS(), errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if broken && op.Kind == errorfs.OpReadAt && op.Path == "mbox/log.mx1" && op.Offset >= appendlog.DataStart {
+			return errorfs.Errno(syscall.EIO)
+		}
+		return nil
+	}))
+	a, err := Open(ctx, Options{FS: fsys, Dir: "mbox", Host: "mx1", FieldCompactMinRecords: 10, Rand: rand.New(rand.NewPCG(28, 1))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		tx := a.Begin()
+		tx.Append(NewMessage{Fields: map[string][]byte{"f": []byte("value")}})
+		commit(t, tx)
+	}
+	broken = true
+	epochs := func() int {
+		logs, _, _ := hostLogs(t, s.Host("judge").FS(), "mx1")
+		return len(logs)
+	}
+	for uid := uint32(1); uid <= 8; uid++ {
+		tx := a.Begin()
+		tx.Expunge(uid)
+		commit(t, tx) // from the 2nd on, the threshold is reached
+	}
+	if n := epochs(); n != 2 {
+		t.Fatalf("%d logs after 7 commits over the threshold with a failing rewrite: want the old one and one orphan", n)
+	}
+	broken = false
+	if done, err := a.Compact(ctx); err != nil || !done {
+		t.Fatalf("Compact = %v, %v", done, err)
+	}
+	tx := a.Begin()
+	tx.SetFlags(9, Seen, 0)
+	commit(t, tx) // the base moved: tried again, and it works now
+	if done, err := a.Compact(ctx); err != nil || !done {
+		t.Fatalf("Compact = %v, %v", done, err)
+	}
+	tx = a.Begin()
+	tx.SetFlags(10, Seen, 0)
+	commit(t, tx) // removes the old log and the orphan
+	if n := epochs(); n != 1 {
+		t.Fatalf("%d logs in the end, want 1", n)
+	}
+	checkValues(t, "mx2", openOn(t, s, "mx2", 2), map[uint32]map[string]string{9: {"f": "value"}, 10: {"f": "value"}})
+}
