@@ -363,9 +363,9 @@ func (m *Mailbox) CompactFields(ctx context.Context) (bool, error) {
 // fieldCompactDue is called after each acknowledged commit: it stamps the
 // commit on this host's other logs (see stamp) and reports whether the
 // garbage threshold is reached (Options.FieldCompactRatio of the records
-// of the current log and of the older logs not relocated yet, and at
-// least Options.FieldCompactMinRecords of them) or a snapshot newer than
-// the last removal attempt may allow removing an old log.
+// counted by garbage, and at least Options.FieldCompactMinRecords of
+// them) or a snapshot newer than the last removal attempt may allow
+// removing an old log.
 func (m *Mailbox) fieldCompactDue() bool {
 	if m.flog == nil || m.fields == nil {
 		return false
@@ -389,12 +389,15 @@ func (m *Mailbox) removalDue() bool {
 	return false
 }
 
-// garbage counts the records of the current log and of the other logs not
-// relocated yet, and how many of them the state references.
+// garbage counts the records of the current log and of the other logs
+// that the state still references and that no rewrite of this Mailbox
+// relocated yet, and how many of them the state references. A log nothing
+// references needs no rewrite, only removal (a log left by a process that
+// stopped between its rewrite and the removal is not copied again).
 func (m *Mailbox) garbage() (total, live uint64) {
 	total, live = m.fields.Info().Records, uint64(m.st.logRefs[m.flog.cur])
 	for l, o := range m.flog.others {
-		if !o.relocated {
+		if !o.relocated && m.st.logRefs[l] > 0 {
 			total += o.records
 			live += uint64(m.st.logRefs[l])
 		}

@@ -681,3 +681,53 @@ func TestFailedRewriteBacksOff(t *testing.T) {
 	}
 	checkValues(t, "mx2", openOn(t, s, "mx2", 2), map[uint32]map[string]string{9: {"f": "value"}, 10: {"f": "value"}})
 }
+
+// TestRestartBeforeRemovalDoesNotCopyAgain (F4): a process that stopped
+// between its rewrite and the removal leaves an old log nothing
+// references; the next process removes it after a snapshot, and does not
+// count it as garbage to rewrite (which would copy every live value
+// again).
+func TestRestartBeforeRemovalDoesNotCopyAgain(t *testing.T) {
+	ctx := context.Background()
+	s := nfssim.New(nfssim.DefaultConfig(29))
+	opt := Options{FS: s.Host("mx1").FS(), Dir: "mbox", Host: "mx1", FieldCompactMinRecords: 10, FieldCompactRatio: -1}
+	a, err := Open(ctx, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		tx := a.Begin()
+		tx.Append(NewMessage{Fields: map[string][]byte{"f": []byte("value")}})
+		commit(t, tx)
+	}
+	tx := a.Begin()
+	for uid := uint32(1); uid <= 10; uid++ {
+		tx.Expunge(uid)
+	}
+	commit(t, tx)
+	if done, err := a.CompactFields(ctx); err != nil || !done {
+		t.Fatalf("CompactFields = %v, %v", done, err)
+	}
+	a.Close()
+	opt.FieldCompactRatio = 0 // the default from now on
+	a, err = Open(ctx, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	judge := s.Host("judge").FS()
+	tx = a.Begin()
+	tx.Append(NewMessage{Fields: map[string][]byte{"f": []byte("value")}})
+	commit(t, tx)
+	if logs, _, _ := hostLogs(t, judge, "mx1"); len(logs) != 2 {
+		t.Fatalf("logs %v after the first commit of the next process: want the old and the current", logs)
+	}
+	if done, err := a.Compact(ctx); err != nil || !done {
+		t.Fatalf("Compact = %v, %v", done, err)
+	}
+	tx = a.Begin()
+	tx.SetFlags(20, Seen, 0)
+	commit(t, tx)
+	if logs, _, _ := hostLogs(t, judge, "mx1"); len(logs) != 1 || logs[0] == "mx1" {
+		t.Fatalf("logs %v after a snapshot: want only the current", logs)
+	}
+}
