@@ -345,12 +345,13 @@ func (m *Mailbox) fieldValue(ctx context.Context, f FieldRef) ([]byte, error) {
 // message expunged, its field replaced) or the mailbox still references
 // an older log of this host: the values still referenced are copied into
 // a new log, and relocation records in the total order make every host's
-// references point there (reads of a value never stop). It also removes
-// this host's old logs that are safe to remove: those the newest snapshot
-// this Mailbox applied no longer references. It reports whether it
-// rewrote. Commits run it when Options.FieldCompactRatio of the records
-// is garbage. Nobody waits: it touches only this host's logs, and its
-// records are committed like any other.
+// references point there. It also removes this host's old logs that are
+// safe to remove: those that no state at or after the newest snapshot
+// references (a reference taken before then reads ErrFieldMoved; see
+// FieldValue). It reports whether it rewrote. Commits run it when
+// Options.FieldCompactRatio of the records is garbage. No other host
+// waits: it touches only this host's logs, and its records are committed
+// like any other.
 func (m *Mailbox) CompactFields(ctx context.Context) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -574,6 +575,7 @@ func (m *Mailbox) rewrite(ctx context.Context) (bool, error) {
 	_ = m.fields.Close()
 	m.fields, fl.cur = w, name
 	for _, src := range sources {
+		m.noteOwnLog(ctx, src) // known, so that it is removed once safe
 		if o := fl.others[src]; o != nil {
 			o.relocated = true
 		}
