@@ -66,6 +66,24 @@ const DefaultRereads = 3
 // LogName returns the file name of host's log: "log." + host.
 func LogName(host string) string { return "log." + host }
 
+// TempName returns the name Create writes host's log under before it
+// links it into place as LogName(host). Only host ever uses it: a name
+// left by a Create that stopped may be removed by host (Create removes it
+// when it creates the same log again).
+func TempName(host string) string { return tempPrefix + LogName(host) }
+
+const tempPrefix = ".creating."
+
+// ParseTempName returns the host whose log's temporary name (TempName) is
+// name, if it is one.
+func ParseTempName(name string) (host string, ok bool) {
+	rest, ok := strings.CutPrefix(name, tempPrefix)
+	if !ok {
+		return "", false
+	}
+	return ParseLogName(rest)
+}
+
 // ParseLogName returns the host whose log file is called name, if it is one.
 func ParseLogName(name string) (host string, ok bool) {
 	host, ok = strings.CutPrefix(name, "log.")
@@ -73,15 +91,16 @@ func ParseLogName(name string) (host string, ok bool) {
 }
 
 // ValidHost reports whether host can name a log: 1..MaxHostLen bytes of
-// letters, digits, '.', '-' and '_', not starting with '.'. The error wraps
-// ErrHostName.
+// letters, digits, '.', '-', '_' and '+', not starting with '.'. Host
+// names never contain '+': the engine names a host's later log epochs
+// "<host>+<epoch>". The error wraps ErrHostName.
 func ValidHost(host string) error {
 	if len(host) == 0 || len(host) > MaxHostLen || host[0] == '.' {
 		return fmt.Errorf("%w: %q", ErrHostName, host)
 	}
 	for i := 0; i < len(host); i++ {
 		c := host[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '-' || c == '_') {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '-' || c == '_' || c == '+') {
 			return fmt.Errorf("%w: %q", ErrHostName, host)
 		}
 	}

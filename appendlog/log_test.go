@@ -165,7 +165,7 @@ func TestHostNames(t *testing.T) {
 		host string
 		ok   bool
 	}{
-		{"mx1", true}, {"mx1.example.org", true}, {"a_b-c", true},
+		{"mx1", true}, {"mx1.example.org", true}, {"a_b-c", true}, {"mx1+12", true},
 		{"", false}, {".hidden", false}, {"a/b", false}, {"a b", false}, {string(make([]byte, MaxHostLen+1)), false},
 	} {
 		err := ValidHost(tc.host)

@@ -41,7 +41,7 @@ func Create(ctx context.Context, fsys vfs.FS, dir, host string, opts Options) (*
 		return nil, err
 	}
 	name := path.Join(dir, LogName(host))
-	tmp := path.Join(dir, ".creating."+LogName(host))
+	tmp := path.Join(dir, TempName(host))
 	// A stale temporary name is ours (same host) from a crash: remove it.
 	if err := fsys.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("appendlog: create %s: %w", name, err)

@@ -44,6 +44,15 @@
 // claim whose host stopped is taken over once it is
 // Options.CompactStaleAge old by the server's clock, and the stopped
 // compactor, if it wakes, installs nothing (its install finds its claim
-// file gone: ErrLost). Not yet: rewriting the per-host field logs at 20%
-// garbage (docs/design.md).
+// file gone: ErrLost).
+//
+// Cached field values are reclaimed at the seed's 20% for variable data:
+// once Options.FieldCompactRatio of a host's log records is garbage, a
+// commit on that host (or CompactFields) copies the values still
+// referenced into a new log epoch, log.<host>+<e>, and commits relocation
+// records that move every host's references there; the old log is removed
+// once a snapshot no longer references it. A read through a reference
+// older than that gives ErrFieldMoved: Sync and read the reference again.
+// Not yet: a host's logs are rewritten only by that host, so the logs of a
+// host that never commits again keep their garbage (docs/design.md, 8e).
 package engine

@@ -29,6 +29,12 @@ var (
 	// ErrKeyUnknown is returned by Committed for a key older than the
 	// window the index remembers.
 	ErrKeyUnknown = errors.New("engine: idempotency key no longer remembered")
+	// ErrFieldMoved is returned by FieldValue when the log a field
+	// reference names was removed by its host after a field compaction
+	// relocated its values (Mailbox.CompactFields): the reference comes
+	// from a state older than the relocation. Sync and read the message's
+	// field reference again.
+	ErrFieldMoved = errors.New("engine: field value moved to a newer log")
 )
 
 // CorruptError describes bytes that failed validation.

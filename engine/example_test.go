@@ -63,3 +63,43 @@ func Example() {
 	// seq 1 UID 1 seen+flagged true MODSEQ 3
 	// file 1700000001.M1P1.mx1 UIDVALIDITY 1700000000
 }
+
+// A host reclaims the space of its expunged messages' cached fields: the
+// values still referenced move to a new log, and a session that synced
+// reads them there. A reference from before the move gives ErrFieldMoved
+// once the old log is gone; Sync and read the message's reference again.
+func ExampleMailbox_CompactFields() {
+	ctx := context.Background()
+	sim := nfssim.New(nfssim.DefaultConfig(1))
+	mx1, err := engine.Open(ctx, engine.Options{FS: sim.Host("mx1").FS(), Dir: "INBOX", Host: "mx1",
+		Rand: rand.New(rand.NewPCG(1, 1))})
+	if err != nil {
+		panic(err)
+	}
+	defer mx1.Close()
+	for i := range 10 {
+		tx := mx1.Begin()
+		tx.Append(engine.NewMessage{Fields: map[string][]byte{"file": fmt.Appendf(nil, "1700000%03d.M%dP1.mx1", i, i)}})
+		if _, err := tx.Commit(ctx); err != nil {
+			panic(err)
+		}
+	}
+	tx := mx1.Begin()
+	for uid := uint32(1); uid <= 8; uid++ {
+		tx.Expunge(uid)
+	}
+	if _, err := tx.Commit(ctx); err != nil {
+		panic(err)
+	}
+	rewrote, err := mx1.CompactFields(ctx)
+	if err != nil {
+		panic(err)
+	}
+	session := mx1.View()
+	msg, _, _ := session.ByUID(10)
+	ref, _ := msg.Field("file")
+	file, err := mx1.FieldValue(ctx, ref)
+	fmt.Println("rewrote", rewrote, "moved", ref.Host != "mx1", "file", string(file), err)
+	// Output:
+	// rewrote true moved true file 1700000009.M9P1.mx1 <nil>
+}

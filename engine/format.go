@@ -25,7 +25,12 @@ import (
 //	                (4 KiB header: generation gen, claim id, payload size
 //	                and xxhash64) whose payload is the snapshot
 //	                (snapshot.go), installed by Claim.CommitTo
-//	log.<host>      host's append-only log of cached fields (appendlog)
+//	log.<host>      host's append-only log of cached fields (appendlog),
+//	                epoch 0
+//	log.<host>+<e>  host's log of cached fields of epoch e > 0: e is the
+//	                sequence number the host had applied when it created
+//	                the log (fieldlog.go); the appendlog's name is
+//	                "<host>+<e>", and FieldRef.Host holds it
 //
 // The compaction claim is rename's, on the name "index" (rename/doc.go):
 //
@@ -102,6 +107,12 @@ const (
 	opExpunge = 4 // uid u32
 	opField   = 5 // uid u32, field
 	opSeal    = 6 // next gen u32
+	// opRelocate: from log name, to log name, move count u16, then per
+	// move uvarint (old ref - previous old ref)/8 and uvarint (new ref -
+	// previous new ref)/8 (previous = 0 for the first; both strictly
+	// ascending, minimal varints). Every FieldRef naming log from at an
+	// old ref now names log to at the new ref (fieldlog.go).
+	opRelocate = 7
 )
 
 // Key identifies a transaction so that a caller whose Commit failed can
@@ -115,9 +126,16 @@ type Key struct {
 // FieldRef locates a cached field's value in a host's append-only log.
 type FieldRef struct {
 	Name string
+	// Host names the log: the appendlog name of the writing host's log,
+	// "<host>" for its first log and "<host>+<epoch>" for the logs its
+	// field compactions write (Mailbox.CompactFields).
 	Host string
 	Ref  int64
 }
+
+// refMove is one entry of a relocation: the value at old in the
+// relocation's source log is a copy of the value at new in its target.
+type refMove struct{ old, new int64 }
 
 type op struct {
 	kind        uint8
@@ -130,6 +148,8 @@ type op struct {
 	uidValidity uint32
 	indexID     uint64
 	nextGen     uint32
+	from, to    string    // relocate: source and target log
+	moves       []refMove // relocate: ascending in old and in new
 }
 
 type record struct {
@@ -203,6 +223,10 @@ func encodeRecord(r *record) (string, error) {
 			e.field(o.fields[0])
 		case opSeal:
 			e.u32(o.nextGen)
+		case opRelocate:
+			if err := e.relocate(o); err != nil {
+				return "", err
+			}
 		default:
 			return "", fmt.Errorf("engine: encode: unknown op %d", o.kind)
 		}
@@ -244,6 +268,76 @@ func (d *decoder) strs() []string {
 }
 func (d *decoder) field() FieldRef {
 	return FieldRef{Name: d.str(), Host: d.str(), Ref: int64(d.u64())}
+}
+
+// relocate encodes a relocation's logs and moves (see opRelocate).
+func (e *encoder) relocate(o op) error {
+	if err := checkRelocation(o.from, o.to, len(o.moves)); err != nil {
+		return err
+	}
+	e.str(o.from)
+	e.str(o.to)
+	e.u16(uint16(len(o.moves)))
+	var po, pn int64
+	for _, mv := range o.moves {
+		if mv.old <= po || mv.new <= pn || mv.old%refAlign != 0 || mv.new%refAlign != 0 {
+			return fmt.Errorf("engine: encode: relocation moves not ascending or not aligned at %d -> %d", mv.old, mv.new)
+		}
+		e.b = binary.AppendUvarint(e.b, uint64(mv.old-po)/refAlign)
+		e.b = binary.AppendUvarint(e.b, uint64(mv.new-pn)/refAlign)
+		po, pn = mv.old, mv.new
+	}
+	return nil
+}
+
+// refAlign: appendlog frames (hence refs) are 8-byte aligned (its
+// format); relocation deltas are stored divided by it.
+const refAlign = 8
+
+// checkRelocation is what encoder and decoder both require of a
+// relocation, so that every record that decodes encodes back the same.
+func checkRelocation(from, to string, n int) error {
+	if from == "" || to == "" || from == to || n > 0xffff {
+		return fmt.Errorf("engine: relocation from %q to %q with %d moves", from, to, n)
+	}
+	return nil
+}
+
+// uvarint reads a minimal uvarint (a longer encoding of the same value
+// would not encode back the same) that is at least 1.
+func (d *decoder) uvarint() uint64 {
+	if d.err {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 || n != len(binary.AppendUvarint(nil, v)) || v == 0 {
+		d.err = true
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) relocate(o *op) error {
+	o.from, o.to = d.str(), d.str()
+	n := int(d.u16())
+	if err := checkRelocation(o.from, o.to, n); err != nil {
+		return err
+	}
+	if n > len(d.b)/2 {
+		return fmt.Errorf("%d moves in %d bytes", n, len(d.b))
+	}
+	var po, pn int64
+	const limit = (1<<63 - 1) / refAlign
+	for i := 0; i < n && !d.err; i++ {
+		dOld, dNew := d.uvarint(), d.uvarint()
+		if dOld > uint64(limit-po/refAlign) || dNew > uint64(limit-pn/refAlign) {
+			return fmt.Errorf("relocation ref out of range")
+		}
+		po, pn = po+int64(dOld)*refAlign, pn+int64(dNew)*refAlign
+		o.moves = append(o.moves, refMove{old: po, new: pn})
+	}
+	return nil
 }
 
 // decodeRecord parses a symlink target. Every failure is a typed
@@ -293,6 +387,10 @@ func decodeRecord(name, target string) (*record, error) {
 			o.fields = []FieldRef{d.field()}
 		case opSeal:
 			o.nextGen = d.u32()
+		case opRelocate:
+			if err := d.relocate(&o); err != nil {
+				return nil, corrupt(name, "%v", err)
+			}
 		default:
 			return nil, corrupt(name, "unknown op kind %d", o.kind)
 		}

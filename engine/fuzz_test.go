@@ -17,6 +17,7 @@ func FuzzDecodeRecord(f *testing.F) {
 			keywords: []string{"x"}, removeKw: []string{"y"}}, {kind: opExpunge, uid: 4}}},
 		{gen: 2, seq: 10, ops: []op{{kind: opField, uid: 5, fields: []FieldRef{{Name: "env", Host: "mx2", Ref: 8192}}}}},
 		{gen: 2, seq: 11, ops: []op{{kind: opSeal, nextGen: 3}}},
+		{gen: 3, seq: 12, ops: []op{{kind: opRelocate, from: "mx1", to: "mx1+11", moves: []refMove{{4096, 4096}, {4160, 4200}, {1 << 40, 1 << 20}}}}},
 		{gen: 3, seq: 12},
 	}
 	for _, r := range seeds {

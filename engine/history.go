@@ -14,8 +14,10 @@ type Entry struct {
 	Seq uint64
 	Gen uint32
 	Key Key
-	// Appends, Flags, Expunges, Fields count the record's operations.
-	Appends, Flags, Expunges, Fields int
+	// Appends, Flags, Expunges, Fields, Relocations count the record's
+	// operations (a relocation moves field references of one log to
+	// another: Mailbox.CompactFields).
+	Appends, Flags, Expunges, Fields, Relocations int
 	// Seal is the generation the record opened, or 0.
 	Seal uint32
 	// Digest is the digest of the mailbox state after applying this
@@ -90,6 +92,8 @@ func Inspect(ctx context.Context, fsys vfs.FS, dir string) (Inspection, error) {
 					e.Expunges++
 				case opField:
 					e.Fields++
+				case opRelocate:
+					e.Relocations++
 				case opSeal:
 					e.Seal = o.nextGen
 				}

@@ -25,8 +25,10 @@ type Options struct {
 	FS vfs.FS
 	// Dir is the mailbox's index directory (created if missing).
 	Dir string
-	// Host names this host (gethostname); it names the host's log of
-	// cached fields and must differ between hosts.
+	// Host names this host (gethostname); it names the host's logs of
+	// cached fields and must differ between hosts. It may not contain '+'
+	// (a log epoch's name is "<host>+<epoch>") and is at most
+	// MaxHostLen bytes.
 	Host string
 	// UIDValidity of a mailbox this Open creates; 0 draws one.
 	UIDValidity uint32
@@ -56,7 +58,15 @@ type Options struct {
 	// loses its claim and its work, never correctness. All hosts of a
 	// mailbox should use the same value.
 	CompactStaleAge time.Duration
-	_               struct{}
+	// FieldCompactRatio triggers a rewrite of this host's logs of cached
+	// fields after a commit (Mailbox.CompactFields) once at least this
+	// fraction of their records is no longer referenced by the mailbox
+	// (default 0.2, the seed's 20% for variable data; negative: never
+	// automatically), and they hold at least FieldCompactMinRecords
+	// records (default 1024). Garbage is counted in records, not bytes.
+	FieldCompactRatio      float64
+	FieldCompactMinRecords int
+	_                      struct{}
 }
 
 // Mailbox is one open mailbox index. It is safe for concurrent use by the
@@ -85,6 +95,7 @@ type Mailbox struct {
 	deadBelow uint32
 	fields    *appendlog.Writer
 	logs      map[string]*appendlog.Reader
+	flog      *fieldLogs // this host's field log epochs (fieldlog.go)
 	closed    bool
 }
 
@@ -94,7 +105,7 @@ func Open(ctx context.Context, opt Options) (*Mailbox, error) {
 	if opt.FS == nil || opt.Dir == "" {
 		return nil, errors.New("engine: Options.FS and Options.Dir are required")
 	}
-	if err := appendlog.ValidHost(opt.Host); err != nil {
+	if err := validHost(opt.Host); err != nil {
 		return nil, fmt.Errorf("engine: Options.Host: %w", err)
 	}
 	if opt.MaxCommitTries <= 0 {
@@ -108,6 +119,12 @@ func Open(ctx context.Context, opt Options) (*Mailbox, error) {
 	}
 	if opt.CompactStaleAge <= 0 {
 		opt.CompactStaleAge = rename.DefaultStaleAge
+	}
+	if opt.FieldCompactRatio == 0 {
+		opt.FieldCompactRatio = 0.2
+	}
+	if opt.FieldCompactMinRecords <= 0 {
+		opt.FieldCompactMinRecords = 1024
 	}
 	rng := opt.Rand
 	if rng == nil {

@@ -231,5 +231,6 @@ func decodeSnapshot(name string, b []byte) (*state, error) {
 		}
 		s.msgs = append(s.msgs, m)
 	}
+	s.countRefs()
 	return s, nil
 }

@@ -69,11 +69,44 @@ type state struct {
 	gen     uint32     // generation of the next record
 	base    uint64     // seq of the seal that opened gen (0 for gen 1)
 	keys    map[uint64][]uint64
-	// expunged records UIDs expunged at which seq, for views.
+	// logRefs counts the field references per log name (derived from
+	// msgs, kept by apply); baseLogs is the set of logs the state at base
+	// (the snapshot index.<gen>) references. Neither is in the digest or
+	// the snapshot: both follow from the messages.
+	logRefs  map[string]int
+	baseLogs map[string]bool
 }
 
 func newState() *state {
-	return &state{gen: 1, keys: map[uint64][]uint64{}}
+	return &state{gen: 1, keys: map[uint64][]uint64{}, logRefs: map[string]int{}, baseLogs: map[string]bool{}}
+}
+
+// countRefs computes logRefs from the messages, and baseLogs from it: for
+// a state that is exactly a snapshot's.
+func (s *state) countRefs() {
+	s.logRefs = map[string]int{}
+	for _, m := range s.msgs {
+		for _, f := range m.fields {
+			s.logRefs[f.Host]++
+		}
+	}
+	s.baseLogs = s.logSet()
+}
+
+func (s *state) logSet() map[string]bool {
+	set := make(map[string]bool, len(s.logRefs))
+	for l := range s.logRefs {
+		set[l] = true
+	}
+	return set
+}
+
+func (s *state) addRef(log string, d int) {
+	if n := s.logRefs[log] + d; n > 0 {
+		s.logRefs[log] = n
+	} else {
+		delete(s.logRefs, log)
+	}
 }
 
 func (s *state) find(uid uint32) (int, bool) {
@@ -88,6 +121,14 @@ func (s *state) clone() *state {
 	c.keys = make(map[uint64][]uint64, len(s.keys))
 	for k, v := range s.keys {
 		c.keys[k] = v
+	}
+	c.logRefs = make(map[string]int, len(s.logRefs))
+	for k, v := range s.logRefs {
+		c.logRefs[k] = v
+	}
+	c.baseLogs = make(map[string]bool, len(s.baseLogs))
+	for k, v := range s.baseLogs {
+		c.baseLogs[k] = v
 	}
 	return &c
 }
@@ -127,6 +168,9 @@ func (s *state) apply(r *record) (change, error) {
 			s.header.UIDNext++
 			m := &Message{UID: uid, Flags: o.flags, Keywords: sortedUnique(o.keywords), ModSeq: r.seq,
 				fields: append([]FieldRef(nil), o.fields...)}
+			for _, f := range m.fields {
+				s.addRef(f.Host, 1)
+			}
 			s.msgs = append(s.msgs, m) // UIDs only grow: stays sorted
 			ch.appended = append(ch.appended, uid)
 		case opFlags, opField:
@@ -140,6 +184,10 @@ func (s *state) apply(r *record) (change, error) {
 				kw := append(m.Keywords, o.keywords...)
 				m.Keywords = without(sortedUnique(kw), o.removeKw)
 			} else {
+				if old, ok := m.Field(o.fields[0].Name); ok {
+					s.addRef(old.Host, -1)
+				}
+				s.addRef(o.fields[0].Host, 1)
 				m.fields = setField(m.fields, o.fields[0])
 			}
 			m.ModSeq = r.seq
@@ -156,6 +204,10 @@ func (s *state) apply(r *record) (change, error) {
 			ch.expunged = append(ch.expunged, o.uid)
 		case opSeal:
 			s.gen, s.base = o.nextGen, r.seq
+		case opRelocate:
+			// Not a change a client sees: the values are the same, so
+			// neither ModSeq nor the view's changes move.
+			s.relocate(o)
 		}
 	}
 	if len(gone) > 0 {
@@ -163,9 +215,17 @@ func (s *state) apply(r *record) (change, error) {
 		for _, m := range s.msgs {
 			if !gone[m.UID] {
 				kept = append(kept, m)
+				continue
+			}
+			for _, f := range m.fields {
+				s.addRef(f.Host, -1)
 			}
 		}
 		s.msgs = kept
+	}
+	if _, seal := r.isSeal(); seal {
+		// The state at a seal is the next snapshot's.
+		s.baseLogs = s.logSet()
 	}
 	s.applied = r.seq
 	s.header.HighestModSeq = r.seq
@@ -177,6 +237,36 @@ func (s *state) apply(r *record) (change, error) {
 		s.keys[r.key.Owner] = ks
 	}
 	return ch, nil
+}
+
+// relocate makes every field reference to o.from at an old ref of o.moves
+// name o.to at the move's new ref; references not in the moves stay.
+// Each move copies a value (fieldlog.go), so this preserves every value
+// whichever message holds the reference and whenever it is applied.
+func (s *state) relocate(o op) {
+	if s.logRefs[o.from] == 0 || len(o.moves) == 0 {
+		return
+	}
+	lo, hi := o.moves[0].old, o.moves[len(o.moves)-1].old
+	for i, m := range s.msgs {
+		var c *Message
+		for k, f := range m.fields {
+			if f.Host != o.from || f.Ref < lo || f.Ref > hi {
+				continue
+			}
+			j := sort.Search(len(o.moves), func(j int) bool { return o.moves[j].old >= f.Ref })
+			if j == len(o.moves) || o.moves[j].old != f.Ref {
+				continue
+			}
+			if c == nil {
+				c = m.clone() // messages are shared with views: copy on write
+				s.msgs[i] = c
+			}
+			c.fields[k] = FieldRef{Name: f.Name, Host: o.to, Ref: o.moves[j].new}
+			s.addRef(o.from, -1)
+			s.addRef(o.to, 1)
+		}
+	}
 }
 
 func without(ss, drop []string) []string {

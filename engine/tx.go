@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
-
-	"github.com/nfsindex/nfsindex/appendlog"
 )
 
 // Tx collects changes to commit together: one record, one place in the
@@ -162,6 +159,9 @@ func (m *Mailbox) leadGroup(ctx context.Context) {
 		// a failure leaves the log as it was (the commits stand).
 		_, _ = m.compact(shared)
 	}
+	if committed && m.fieldCompactDue() {
+		_, _ = m.compactFields(shared) // best effort, like the compaction above
+	}
 }
 
 // storeFields appends the field values of the group's transactions to
@@ -178,12 +178,8 @@ func (m *Mailbox) storeFields(ctx context.Context, group []*commitReq) error {
 		return nil
 	}
 	if m.fields == nil {
-		w, err := appendlog.Open(ctx, m.fsys, m.opt.Dir, m.opt.Host, appendlog.Options{Rand: m.rng})
-		if errors.Is(err, fs.ErrNotExist) {
-			// Only a missing log is created: any other error (damage,
-			// ESTALE) is reported as it is, never hidden behind EEXIST.
-			w, err = appendlog.Create(ctx, m.fsys, m.opt.Dir, m.opt.Host, appendlog.Options{Rand: m.rng})
-		}
+		// The current epoch's log (fieldlog.go).
+		w, err := m.openFieldLog(ctx)
 		if err != nil {
 			return fmt.Errorf("engine: open field log: %w", err)
 		}
@@ -199,7 +195,7 @@ func (m *Mailbox) storeFields(ctx context.Context, group []*commitReq) error {
 				return fmt.Errorf("engine: store field: %w", err)
 			}
 			f := &r.ops[pf.op].fields[pf.field]
-			f.Host, f.Ref = m.opt.Host, int64(ref)
+			f.Host, f.Ref = m.flog.cur, int64(ref)
 		}
 	}
 	if err := m.fields.Commit(ctx); err != nil {
@@ -210,34 +206,21 @@ func (m *Mailbox) storeFields(ctx context.Context, group []*commitReq) error {
 
 const fieldRecordType = 1
 
-// FieldValue reads a cached field's value from its host's log.
+// FieldValue reads a cached field's value from the log its reference
+// names. A host's field compaction (CompactFields) copies the values
+// still referenced into a new log and relocates the references, and once
+// a snapshot holds no reference to the old log, removes it: a reference
+// taken from a state before the relocation (a View not synced since, a
+// FieldRef kept by the caller) then gives an error matching
+// ErrFieldMoved. Sync (Mailbox.Sync or View.Sync) and read the message's
+// field reference again.
 func (m *Mailbox) FieldValue(ctx context.Context, f FieldRef) ([]byte, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
 		return nil, ErrClosed
 	}
-	if f.Host == m.opt.Host && m.fields != nil {
-		r, err := m.fields.Read(ctx, appendlog.Ref(f.Ref))
-		return r.Payload, err
-	}
-	r := m.logs[f.Host]
-	if r == nil {
-		var err error
-		r, err = appendlog.OpenReader(ctx, m.fsys, m.opt.Dir, f.Host, appendlog.Options{})
-		if err != nil {
-			return nil, fmt.Errorf("engine: open %s's field log: %w", f.Host, err)
-		}
-		m.logs[f.Host] = r
-	}
-	rec, err := r.Read(ctx, appendlog.Ref(f.Ref))
-	if err != nil {
-		// The log may have grown since this reader last looked.
-		if _, rerr := r.Refresh(ctx); rerr == nil {
-			rec, err = r.Read(ctx, appendlog.Ref(f.Ref))
-		}
-	}
-	return rec.Payload, err
+	return m.fieldValue(ctx, f)
 }
 
 func sortedKeys(m map[string][]byte) []string {

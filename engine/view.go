@@ -57,6 +57,7 @@ func (v *View) Sync(ctx context.Context) (Changes, error) {
 	}
 	newer := m.st.msgs
 	var ch Changes
+	moved := false // a message changed without a new ModSeq (relocated field references)
 	i, j := 0, 0
 	for i < len(v.msgs) || j < len(newer) {
 		switch {
@@ -70,11 +71,12 @@ func (v *View) Sync(ctx context.Context) (Changes, error) {
 			if newer[j] != v.msgs[i] && newer[j].ModSeq != v.msgs[i].ModSeq {
 				ch.Changed = append(ch.Changed, *newer[j])
 			}
+			moved = moved || newer[j] != v.msgs[i]
 			i, j = i+1, j+1
 		}
 	}
 	sort.Sort(sort.Reverse(sort.IntSlice(ch.Expunged)))
-	if !ch.Empty() || len(v.msgs) != len(newer) {
+	if !ch.Empty() || moved || len(v.msgs) != len(newer) {
 		v.msgs = append(v.msgs[:0:0], newer...)
 	}
 	v.header = m.st.header
