@@ -52,21 +52,29 @@ func (c *syncCounter) counts() [4]int {
 	return [4]int{c.symlinks, c.dirSyncs, c.publish, c.logSyncs}
 }
 
+// openCounted opens a mailbox on a temporary directory through a
+// syncCounter; base is the directory without the counter.
+func openCounted(t *testing.T) (*osfs.FS, *syncCounter, *Mailbox) {
+	t.Helper()
+	base, err := osfs.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &syncCounter{}
+	m, err := Open(context.Background(), Options{FS: errorfs.Wrap(base, c), Dir: "mbox", Host: "local"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base, c, m
+}
+
 // TestGroupCommitSharesSyncs: while one Commit is installing, seven more
 // arrive from other goroutines; they are committed as one group: seven
 // records (seven sequence numbers, each its own MODSEQ), but one field-log
 // sync, one directory sync and one publish for all seven.
 func TestGroupCommitSharesSyncs(t *testing.T) {
 	ctx := context.Background()
-	base, err := osfs.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &syncCounter{}
-	m, err := Open(ctx, Options{FS: errorfs.Wrap(base, c), Dir: "mbox", Host: "local"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	base, c, m := openCounted(t)
 	defer m.Close()
 	first := m.Begin() // creates the field log: its creation syncs are not counted
 	first.Append(NewMessage{Fields: map[string][]byte{"file": []byte("msg")}})
@@ -174,15 +182,7 @@ func TestGroupCommitSharesSyncs(t *testing.T) {
 // fails alone.
 func TestCommitGroupEachOwnPlace(t *testing.T) {
 	ctx := context.Background()
-	base, err := osfs.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &syncCounter{}
-	m, err := Open(ctx, Options{FS: errorfs.Wrap(base, c), Dir: "mbox", Host: "local"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, c, m := openCounted(t)
 	defer m.Close()
 	a := m.Begin()
 	a.Append(NewMessage{Flags: Seen})
