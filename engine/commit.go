@@ -67,11 +67,11 @@ func (m *Mailbox) commitOps(ctx context.Context, ops []op, key Key) (Result, err
 // A seal (a request of one opSeal) ends only the generation current when
 // it was called: once that generation has ended otherwise, it fails with
 // errDead instead of sealing the next one, whose tail its compactor did
-// not create. A seal record depends only on its place (generation,
-// sequence number; its key is zero), so a seal another compactor
-// installed at the place ours was to take reads back byte for byte as
-// ours: it is ours from then on (it is published again, and the caller
-// goes on with the compaction of that generation).
+// not create. A seal another compactor installed at the place ours was
+// to take (it names that compactor's tail, so it is not byte for byte
+// ours) ends the generation all the same: the request succeeds at it, the
+// state stays exactly at the seal, and the caller goes on with the
+// compaction of that generation.
 //
 // ctx bounds the shared work (publishing, reloading); each request's own
 // context is checked before each of its tries.
@@ -115,7 +115,7 @@ func (m *Mailbox) commitRecords(ctx context.Context, reqs []*commitReq) {
 				todo = todo[1:]
 				continue
 			}
-			req.ops = []op{{kind: opSeal, nextGen: gen + 1}}
+			req.ops = []op{{kind: opSeal, nextGen: gen + 1, tail: req.ops[0].tail}}
 		}
 		rec := &record{gen: gen, seq: seq, key: req.key, ops: req.ops}
 		target, err := encodeRecord(rec)
@@ -165,6 +165,16 @@ func (m *Mailbox) commitRecords(ctx context.Context, reqs []*commitReq) {
 						p.req.finish(Result{}, err)
 					}
 					return
+				}
+				if _, seal := got.isSeal(); seal && req.seal && got.gen == req.from && m.st.gen == req.from+1 && m.st.applied == got.seq {
+					// Another compactor's seal ended the generation ours
+					// was to end, at the place ours was to take (its
+					// claim was taken over, or it lost the lock to us):
+					// the generation is sealed, and the state is exactly
+					// at the seal, for the caller's snapshot. No catch-up.
+					req.finish(Result{Seq: got.seq}, nil)
+					todo = todo[1:]
+					continue
 				}
 				// Lost a race: catch up on everything published since
 				// (one GETATTR of the tail, then the records) instead of
@@ -224,7 +234,7 @@ func (m *Mailbox) reloadOrFail(ctx context.Context, reqs []*commitReq) {
 // tail means the seal is a zombie, or folded already: reload instead.
 func (m *Mailbox) applyForeign(ctx context.Context, got *record) error {
 	if _, seal := got.isSeal(); seal {
-		if err := m.publish(got.gen, got.seq, m.st.base); errors.Is(err, errDead) || gone(err) {
+		if err := m.publish(got.seq); errors.Is(err, errDead) || gone(err) {
 			return m.reload(ctx)
 		} else if err != nil {
 			return err
@@ -257,7 +267,7 @@ func (m *Mailbox) publishInstalled(ctx context.Context, pend []installed) (retry
 			return fail(fmt.Errorf("engine: sync %s: %w", m.opt.Dir, err))
 		}
 	}
-	err := m.publish(last.gen, last.seq, m.st.base)
+	err := m.publish(last.seq)
 	if errors.Is(err, errDead) || gone(err) {
 		// The generation ended while we were installing. Each record was
 		// either folded into the snapshot (installed before the seal) or

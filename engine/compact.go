@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	mrand "math/rand/v2"
 	"strings"
 
@@ -157,16 +158,18 @@ func (m *Mailbox) compactDue() bool {
 //  1. claim: rename.Begin on <dir>/index for generation gen+1 (the lock
 //     directory index.lock/; a fresh claim elsewhere: skip; a stale one,
 //     older than CompactStaleAge by the server's clock: taken over);
-//  2. seal: create tail.<gen+1>, then install the seal record in gen's
-//     order. A seal already there (a claimant that stopped after sealing
-//     and was taken over) reads back as ours, a seal depending only on
-//     its place: this compaction finishes that generation;
+//  2. seal: create tail.<gen+1>.<claim id>, then install the seal record
+//     naming it in gen's order. A seal already there (a claimant that
+//     stopped after sealing and was taken over) seals the generation all
+//     the same: this compaction finishes that generation, and removes its
+//     own tail, which no seal names;
 //  3. snapshot: the state at the seal, written through the claim and
 //     installed by Claim.CommitTo as index.<gen+1> (sync, then one rename
 //     of the claim's own file, which also releases the lock);
-//  4. retire gen: mark its tail dead, remove its records, its snapshot and
-//     leftovers of older generations, pins of retired snapshots included,
-//     and sweep rename's litter if the listing shows any.
+//  4. retire gen: mark its tail dead, remove its records, its tail, its
+//     snapshot and leftovers of older generations, tails and pins of
+//     retired snapshots included, and sweep rename's litter if the
+//     listing shows any.
 //
 // A claim taken over (ErrLost) or a snapshot already installed by another
 // (ErrFenced) make it return false, nil: the seal it may have committed is
@@ -175,7 +178,7 @@ func (m *Mailbox) compact(ctx context.Context) (bool, error) {
 	if err := m.refresh(ctx); err != nil {
 		return false, err
 	}
-	oldGen, oldBase := m.st.gen, m.st.base
+	oldGen, oldTail, oldBase := m.st.gen, m.st.tail, m.st.base
 	newGen := oldGen + 1
 	claim, err := rename.Begin(ctx, m.fsys, m.path(claimBase), uint64(newGen), m.renameOptions())
 	if errors.Is(err, rename.ErrBusy) || errors.Is(err, rename.ErrLost) {
@@ -195,23 +198,35 @@ func (m *Mailbox) compact(ctx context.Context) (bool, error) {
 			_ = claim.Abort(ctx)
 		}
 	}()
-	// 1. Open the next generation, then seal this one at the next
-	// sequence number: the seal is ordered with every commit.
-	if err := m.ensureTail(newGen); err != nil {
+	// 1. Open the next generation: its tail, under a name only this
+	// claim ever creates (a retired tail is removed, and its name must
+	// never come back for a zombie to publish in). Then seal this one at
+	// the next sequence number: the seal is ordered with every commit.
+	tail := claim.Info().ClaimID
+	if err := m.createTail(newGen, tail); gone(err) {
+		// Removed while we created it: a compaction retired the
+		// generation we were to open (we stopped after claiming, and our
+		// claim was taken over).
+		return false, nil
+	} else if err != nil {
 		return false, err
 	}
 	// A seal already at our place, installed by a compactor whose claim we
-	// took over (it stopped after sealing, maybe before publishing), reads
-	// back as our own (a seal depends only on its place): we finish the
-	// generation it opened.
-	if _, err := m.commitOps(ctx, []op{{kind: opSeal}}, Key{}); err != nil {
+	// took over (it stopped after sealing, maybe before publishing), ends
+	// the generation all the same, naming its own tail: we finish the
+	// generation it opened, and ours is an orphan.
+	if _, err := m.commitOps(ctx, []op{{kind: opSeal, tail: tail}}, Key{}); err != nil {
 		if errors.Is(err, errDead) {
 			return false, nil // the generation ended otherwise meanwhile
 		}
 		return false, err
 	}
-	if m.st.gen != newGen {
+	if m.st.gen != newGen || m.st.applied != m.st.base {
 		return false, nil // somebody sealed first; we already moved on
+	}
+	if m.st.tail != tail {
+		// Nobody knows our tail's name: it can go at once.
+		_ = m.fsys.Remove(m.path(tailName(newGen, tail)))
 	}
 	seal := m.st.base
 	// 2. The snapshot of everything up to the seal, durable, installed by
@@ -255,7 +270,22 @@ func (m *Mailbox) compact(ctx context.Context) (bool, error) {
 	// 3. Mark the old generation dead, then remove it. Marking first is
 	// what fences a committer that installs a record after its name was
 	// removed: its publish sees the mark (or ESTALE) and it retries.
-	return true, m.retire(ctx, oldGen, oldBase, seal)
+	return true, m.retire(ctx, oldGen, oldTail, oldBase, seal)
+}
+
+// createTail creates the tail of generation gen named by id, exclusively:
+// the name is the claim's own, so it exists already only if our create's
+// reply was lost and the call retransmitted (N14).
+func (m *Mailbox) createTail(gen uint32, id uint64) error {
+	name := tailName(gen, id)
+	f, err := m.fsys.OpenFile(m.path(name), vfs.WriteOnly|vfs.Create|vfs.Excl, 0o644)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("engine: create %s: %w", name, err)
+	}
+	return f.Close()
 }
 
 // installedBy reports whether index.<gen> is the version of claim id.
@@ -268,14 +298,24 @@ func (m *Mailbox) installedBy(ctx context.Context, gen uint32, id uint64) bool {
 	return v.Info().ClaimID == id
 }
 
-// retire marks generation gen dead and removes its files: records
-// base+1..seal, its snapshot and the pins of it, and anything older still
-// listed (the tails stay, as tombstones). Names of the rename package are
-// never taken for a generation's (see oldName); its litter (private claim
-// directories and probes of hosts that stopped) is swept by rename.Sweep
-// when the listing shows any.
-func (m *Mailbox) retire(ctx context.Context, gen uint32, base, seal uint64) error {
-	if err := m.markDead(gen); err != nil {
+// retire marks generation gen (whose tail's id is tail) dead and removes
+// its files: records base+1..seal, its tail, its snapshot and the pins of
+// it, and anything older still listed: leftovers of compactions that
+// stopped midway, tails included (each marked dead before it goes, I12),
+// and the tails of compactors that lost the race to open a generation.
+// tail.1 alone stays, marked dead, as the one tombstone (its name is the
+// one a new opener creates). Names of the rename package are never taken
+// for a generation's (see oldName); its litter (private claim directories
+// and probes of hosts that stopped) is swept by rename.Sweep when the
+// listing shows any.
+//
+// Removing a dead tail is safe because its name is never created again:
+// only the compactor that opens a generation creates that generation's
+// tail, under its own claim's id. A committer that still holds it open
+// sees the mark (a local disk) or ESTALE (NFS); one that opens it by name
+// gets ENOENT; either way it learns the generation is over.
+func (m *Mailbox) retire(ctx context.Context, gen uint32, tail, base, seal uint64) error {
+	if err := m.markDead(gen, tail); err != nil && !gone(err) {
 		return err
 	}
 	for seq := base + 1; seq <= seal; seq++ {
@@ -283,39 +323,40 @@ func (m *Mailbox) retire(ctx context.Context, gen uint32, base, seal uint64) err
 			return fmt.Errorf("engine: retire %s: %w", recordName(gen, seq), err)
 		}
 	}
-	// The tail stays, marked dead, as a tombstone: if it were removed, a
-	// host that fell behind could create the name again and publish a
-	// zombie record in it as if the generation were live.
+	if err := m.removeTail(gen, tail); err != nil {
+		return err
+	}
 	if err := m.fsys.Remove(m.path(indexName(gen))); err != nil && !gone(err) {
 		return fmt.Errorf("engine: retire %s: %w", indexName(gen), err)
 	}
-	// Leftovers of compactions that crashed midway: tails below gen that
-	// are not marked yet. Tails this Mailbox already knows dead are
-	// skipped, and so is a tail whose size shows the mark (even a cached
-	// size: a size past deadOffset was only ever reached by the mark, and
-	// a tail never shrinks), so a compaction costs a stat per older tail
-	// in a new process and nothing per older tail after that.
 	names, err := m.fsys.ReadDir(m.opt.Dir)
 	if err != nil {
 		return err
 	}
-	for _, n := range names {
-		g, ok := parseGen(n, tailPrefix)
-		if !ok || g >= gen || g < m.deadBelow {
-			continue
-		}
-		if st, err := m.fsys.Stat(m.path(n)); err == nil && st.Size >= deadOffset {
-			continue
-		}
-		if err := m.markDead(g); err != nil && !gone(err) {
-			return err
-		}
-	}
-	m.deadBelow = max(m.deadBelow, gen+1) // gen itself was marked first
 	litter := false
 	for _, n := range names {
-		if _, isTail := parseGen(n, tailPrefix); isTail {
-			continue // tombstones (above)
+		if g, id, ok := parseTail(n); ok {
+			if g > gen || g == gen && id == tail {
+				continue // live (or to be), or removed above
+			}
+			// A leftover of a generation at or below gen: the tail of a
+			// compaction that stopped before retiring (marked first: a
+			// committer stopped in that generation must not acknowledge
+			// a commit there), or an orphan no seal names.
+			if id == 0 && m.firstDead {
+				continue
+			}
+			if st, err := m.fsys.Stat(m.path(n)); err != nil || st.Size < deadOffset {
+				// Not marked yet (a size past deadOffset was only ever
+				// reached by the mark, even a cached one).
+				if err := m.markDead(g, id); err != nil && !gone(err) {
+					return err
+				}
+			}
+			if err := m.removeTail(g, id); err != nil {
+				return err
+			}
+			continue
 		}
 		if g, ok := pinGen(n); ok && g <= gen {
 			// A reader's pin of a retired snapshot: the litter of a
@@ -338,12 +379,29 @@ func (m *Mailbox) retire(ctx context.Context, gen uint32, base, seal uint64) err
 	return nil
 }
 
-func (m *Mailbox) markDead(gen uint32) error {
-	if m.pub != nil && m.pubGen == gen {
+// removeTail removes a tail marked dead; tail.1 stays (createFirstTail).
+func (m *Mailbox) removeTail(gen uint32, tail uint64) error {
+	if tail == 0 {
+		m.firstDead = true
+		return nil
+	}
+	if err := m.fsys.Remove(m.path(tailName(gen, tail))); err != nil && !gone(err) {
+		return fmt.Errorf("engine: retire %s: %w", tailName(gen, tail), err)
+	}
+	return nil
+}
+
+// markDead writes the dead mark into a tail: a byte at deadOffset,
+// synced, so that every later publish sees a size past it.
+func (m *Mailbox) markDead(gen uint32, tail uint64) error {
+	name := tailName(gen, tail)
+	if m.pub != nil && m.pubName == name {
+		// Closed first: a file this client holds open would be
+		// silly-renamed when removed (N17), and keep its space.
 		m.pub.Close()
 		m.pub = nil
 	}
-	f, err := m.fsys.OpenFile(m.path(tailName(gen)), vfs.WriteOnly|vfs.DSync, 0)
+	f, err := m.fsys.OpenFile(m.path(name), vfs.WriteOnly|vfs.DSync, 0)
 	if err != nil {
 		return err
 	}
@@ -378,7 +436,7 @@ func pinGen(n string) (uint32, bool) {
 // index.probe.<id>, index.<gen>.pin.<id>) are none of these: parseGen
 // accepts only a canonical number after the prefix.
 func oldName(n string) (uint32, bool) {
-	if g, ok := parseGen(n, tailPrefix); ok {
+	if g, _, ok := parseTail(n); ok {
 		return g, true
 	}
 	if g, ok := parseGen(n, indexPrefix); ok {

@@ -52,7 +52,7 @@ func TestCorruptSnapshotEveryOffsetClass(t *testing.T) {
 	const h = rename.HeaderSize
 	payload := good[h:]
 	fileOffsets := []int{0, 8, 10, 16, 24, 32, 40, 48, 112, 119, 120, h - 1}
-	payloadOffsets := []int{0, 4, 8, 12, 20, 44, 56, 64, 72, 79, snapHeaderSize, snapHeaderSize + 1, len(payload) / 2, len(payload) - 24, len(payload) - 1}
+	payloadOffsets := []int{0, 4, 8, 12, 20, 44, 56, 64, 72, 80, 87, snapHeaderSize, snapHeaderSize + 1, len(payload) / 2, len(payload) - 24, len(payload) - 1}
 	for _, off := range payloadOffsets {
 		fileOffsets = append(fileOffsets, h+off)
 	}

@@ -16,10 +16,17 @@ import (
 //	t.<gen>.<seq>   one committed transaction: a symlink whose target is
 //	                the record (recordMagic, base64); installed by the
 //	                symlink's exclusive creation, the only test-and-set
-//	tail.<gen>      the publication counter of generation gen: its size
+//	tail.<gen>.<id> the publication counter of generation gen: its size
 //	                is the number of records of gen published so far;
 //	                at deadOffset it is marked dead once a newer
-//	                snapshot holds everything of gen
+//	                snapshot holds everything of gen, then removed. id
+//	                (16 hex digits) is the claim id of the compactor that
+//	                created it, named by the seal that opened gen: a
+//	                removed tail's name is never created again
+//	tail.1          generation 1's tail (id 0): created by whoever opens
+//	                a new mailbox; once dead it stays, as the one
+//	                tombstone (an opener that lists no snapshot creates
+//	                it if missing)
 //	index.<gen>     the snapshot holding every record up to the seal
 //	                that opened gen: a version file of package rename
 //	                (4 KiB header: generation gen, claim id, payload size
@@ -62,8 +69,39 @@ func recordName(gen uint32, seq uint64) string {
 	return recordPrefix + strconv.FormatUint(uint64(gen), 10) + "." + strconv.FormatUint(seq, 10)
 }
 
-func tailName(gen uint32) string  { return tailPrefix + strconv.FormatUint(uint64(gen), 10) }
+// tailName returns the name of generation gen's tail of id tail: the
+// seal that opened gen names it (0 only for generation 1).
+func tailName(gen uint32, tail uint64) string {
+	n := tailPrefix + strconv.FormatUint(uint64(gen), 10)
+	if tail == 0 {
+		return n
+	}
+	return n + "." + fmt.Sprintf("%016x", tail)
+}
+
 func indexName(gen uint32) string { return indexPrefix + strconv.FormatUint(uint64(gen), 10) }
+
+// parseTail returns the generation and id of a tail's name, in the
+// canonical form tailName writes and no other.
+func parseTail(name string) (gen uint32, tail uint64, ok bool) {
+	rest, ok := strings.CutPrefix(name, tailPrefix)
+	if !ok {
+		return 0, 0, false
+	}
+	g, id, hasID := strings.Cut(rest, ".")
+	gen, ok = parseGen(g, "")
+	if !ok {
+		return 0, 0, false
+	}
+	if !hasID {
+		return gen, 0, true
+	}
+	v, err := strconv.ParseUint(id, 16, 64)
+	if err != nil || v == 0 || tailName(gen, v) != name {
+		return 0, 0, false
+	}
+	return gen, v, true
+}
 
 // parseGen returns gen of a name "<prefix><gen>".
 func parseGen(name, prefix string) (uint32, bool) {
@@ -106,7 +144,7 @@ const (
 	opFlags   = 3 // uid u32, add u16, remove u16, add keywords, remove keywords
 	opExpunge = 4 // uid u32
 	opField   = 5 // uid u32, field
-	opSeal    = 6 // next gen u32
+	opSeal    = 6 // next gen u32, next gen's tail id u64
 	// opRelocate: from log name, to log name, move count u16, then per
 	// move uvarint (old ref - previous old ref)/8 and uvarint (new ref -
 	// previous new ref)/8 (previous = 0 for the first; both strictly
@@ -148,6 +186,7 @@ type op struct {
 	uidValidity uint32
 	indexID     uint64
 	nextGen     uint32
+	tail        uint64    // seal: id of the next generation's tail
 	from, to    string    // relocate: source and target log
 	moves       []refMove // relocate: ascending in old and in new
 }
@@ -223,6 +262,7 @@ func encodeRecord(r *record) (string, error) {
 			e.field(o.fields[0])
 		case opSeal:
 			e.u32(o.nextGen)
+			e.u64(o.tail)
 		case opRelocate:
 			if err := e.relocate(o); err != nil {
 				return "", err
@@ -386,7 +426,10 @@ func decodeRecord(name, target string) (*record, error) {
 			o.uid = d.u32()
 			o.fields = []FieldRef{d.field()}
 		case opSeal:
-			o.nextGen = d.u32()
+			o.nextGen, o.tail = d.u32(), d.u64()
+			if o.tail == 0 && !d.err {
+				return nil, corrupt(name, "seal without a tail id")
+			}
 		case opRelocate:
 			if err := d.relocate(&o); err != nil {
 				return nil, corrupt(name, "%v", err)

@@ -61,7 +61,7 @@ func Inspect(ctx context.Context, fsys vfs.FS, dir string) (Inspection, error) {
 	in.Base, in.BaseDigest = m.st.applied, m.st.digest()
 	for range 1 << 16 {
 		gen := m.st.gen
-		size, err := m.tailSize(gen)
+		size, err := m.tailSize()
 		if err != nil {
 			return in, err
 		}

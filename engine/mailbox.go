@@ -78,21 +78,20 @@ type Mailbox struct {
 	// compaction, or the leader of a commit group. qmu guards only queue,
 	// the transactions waiting to be committed, so that committers can
 	// join a group while its leader holds mu.
-	mu     sync.Mutex
-	qmu    sync.Mutex
-	queue  []*commitReq
-	opt    Options
-	fsys   vfs.FS
-	rng    *mrand.Rand
-	st     *state
-	owner  uint64
-	nextN  atomic.Uint64 // the last transaction number given out
-	pub    vfs.File      // tail of pubGen, opened DSync for publishing
-	pubGen uint32
-	// deadBelow: every tail of a generation below it is known to be marked
-	// dead (a mark is never undone, and a tombstone is never removed, so
-	// this stays true): retire re-marks only tails at or above it.
-	deadBelow uint32
+	mu      sync.Mutex
+	qmu     sync.Mutex
+	queue   []*commitReq
+	opt     Options
+	fsys    vfs.FS
+	rng     *mrand.Rand
+	st      *state
+	owner   uint64
+	nextN   atomic.Uint64 // the last transaction number given out
+	pub     vfs.File      // the tail named pubName, opened DSync for publishing
+	pubName string
+	// firstDead: tail.1, the one tail never removed, is known to be
+	// marked dead (a mark is never undone), so retire need not look.
+	firstDead bool
 	fields    *appendlog.Writer
 	logs      map[string]*appendlog.Reader
 	flog      *fieldLogs // this host's field log epochs (fieldlog.go)
@@ -144,8 +143,13 @@ func Open(ctx context.Context, opt Options) (*Mailbox, error) {
 	} else if err != nil {
 		return nil, err
 	}
-	if err := m.ensureTail(m.st.gen); err != nil {
-		return nil, err
+	if m.st.gen == 1 {
+		// Only generation 1's tail is created here: every later one is
+		// created by the compactor that opens its generation, under a
+		// name no one else ever creates (tailName).
+		if err := m.createFirstTail(); err != nil {
+			return nil, err
+		}
 	}
 	if err := m.refresh(ctx); err != nil {
 		m.closeFiles()
@@ -167,11 +171,15 @@ func Open(ctx context.Context, opt Options) (*Mailbox, error) {
 
 func (m *Mailbox) path(name string) string { return path.Join(m.opt.Dir, name) }
 
-// ensureTail creates tail.<gen> if missing (anyone may; the first wins).
-func (m *Mailbox) ensureTail(gen uint32) error {
-	f, err := m.fsys.OpenFile(m.path(tailName(gen)), vfs.WriteOnly|vfs.Create, 0o644)
+// createFirstTail creates tail.1 if missing: anyone opening a mailbox
+// with no snapshot listed may (the first wins). It is never removed, so
+// this never re-creates a retired tail: an opener whose listing missed
+// every snapshot (N6) finds it marked dead and reloads.
+func (m *Mailbox) createFirstTail() error {
+	name := tailName(1, 0)
+	f, err := m.fsys.OpenFile(m.path(name), vfs.WriteOnly|vfs.Create, 0o644)
 	if err != nil {
-		return fmt.Errorf("engine: create %s: %w", tailName(gen), err)
+		return fmt.Errorf("engine: create %s: %w", name, err)
 	}
 	return f.Close()
 }
@@ -244,7 +252,7 @@ func (m *Mailbox) refresh(ctx context.Context) error {
 			return err
 		}
 		gen := m.st.gen
-		size, err := m.tailSize(gen)
+		size, err := m.tailSize()
 		if gone(err) || size >= deadOffset {
 			// The generation is over: a snapshot holds all of it.
 			if err := m.reload(ctx); err != nil {
@@ -281,15 +289,17 @@ func (m *Mailbox) refresh(ctx context.Context) error {
 	return fmt.Errorf("engine: refresh crossed too many generations")
 }
 
-func (m *Mailbox) tailSize(gen uint32) (int64, error) {
-	f, err := m.fsys.OpenFile(m.path(tailName(gen)), vfs.ReadOnly, 0)
+// tailSize reads the size of the current generation's tail.
+func (m *Mailbox) tailSize() (int64, error) {
+	name := tailName(m.st.gen, m.st.tail)
+	f, err := m.fsys.OpenFile(m.path(name), vfs.ReadOnly, 0)
 	if err != nil {
-		return 0, fmt.Errorf("engine: open %s: %w", tailName(gen), err)
+		return 0, fmt.Errorf("engine: open %s: %w", name, err)
 	}
 	st, err := f.Stat()
 	cerr := f.Close()
 	if err != nil {
-		return 0, fmt.Errorf("engine: stat %s: %w", tailName(gen), err)
+		return 0, fmt.Errorf("engine: stat %s: %w", name, err)
 	}
 	if cerr != nil {
 		return 0, cerr
@@ -305,22 +315,23 @@ func (m *Mailbox) applyRecord(r *record) (change, error) {
 	return ch, err
 }
 
-// publish writes record seq's slot in its generation's tail, so that a
-// Sync anywhere sees it, and reports whether the generation was still
-// live when the write reached the server.
-func (m *Mailbox) publish(gen uint32, seq, base uint64) error {
-	if m.pub == nil || m.pubGen != gen {
+// publish writes the slot of record seq of the current generation in its
+// tail, so that a Sync anywhere sees it, and reports whether the
+// generation was still live when the write reached the server.
+func (m *Mailbox) publish(seq uint64) error {
+	gen, name := m.st.gen, tailName(m.st.gen, m.st.tail)
+	if m.pub == nil || m.pubName != name {
 		if m.pub != nil {
 			m.pub.Close()
 			m.pub = nil
 		}
-		f, err := m.fsys.OpenFile(m.path(tailName(gen)), vfs.WriteOnly|vfs.DSync, 0)
+		f, err := m.fsys.OpenFile(m.path(name), vfs.WriteOnly|vfs.DSync, 0)
 		if err != nil {
-			return fmt.Errorf("engine: open %s: %w", tailName(gen), err)
+			return fmt.Errorf("engine: open %s: %w", name, err)
 		}
-		m.pub, m.pubGen = f, gen
+		m.pub, m.pubName = f, name
 	}
-	if _, err := m.pub.WriteAt([]byte{1}, int64(seq-base-1)); err != nil {
+	if _, err := m.pub.WriteAt([]byte{1}, int64(seq-m.st.base-1)); err != nil {
 		return fmt.Errorf("engine: publish %s: %w", recordName(gen, seq), err)
 	}
 	st, err := m.pub.Stat()

@@ -20,7 +20,7 @@ import (
 //
 //	offset size field
 //	0      4    magic "NIX1"
-//	4      4    format version (2)
+//	4      4    format version (3)
 //	8      4    gen: the generation this snapshot opens
 //	12     8    base: the seal's sequence number; everything up to it is in
 //	20     4    UIDVALIDITY
@@ -32,8 +32,9 @@ import (
 //	52     4    key-owner count o
 //	56     8    body length
 //	64     8    xxhash64 of the body
-//	72     8    xxhash64 of bytes 0..71
-//	80          body:
+//	72     8    tail id of gen (its tail is tail.<gen>.<id>; 0: tail.1)
+//	80     8    xxhash64 of bytes 0..79
+//	88          body:
 //	            s strings: u8 length, bytes (keyword, field and host names)
 //	            o owners: u64 owner, u16 count, count × u64 key numbers
 //	            n fixed messages of 24 bytes, sorted by UID:
@@ -44,8 +45,8 @@ import (
 //	            fields (name id u32, host id u32, ref u64)
 const (
 	snapMagic      = "NIX1"
-	snapVersion    = 2
-	snapHeaderSize = 80
+	snapVersion    = 3
+	snapHeaderSize = 88
 	snapMsgSize    = 24
 	// maxSnapshotBytes bounds what a decoder allocates from a length field.
 	maxSnapshotBytes = 1 << 31
@@ -122,7 +123,8 @@ func encodeSnapshot(s *state) []byte {
 	le.PutUint32(h[52:], uint32(len(owners)))
 	le.PutUint64(h[56:], uint64(len(body)))
 	le.PutUint64(h[64:], xxhash.Sum64(body))
-	le.PutUint64(h[72:], xxhash.Sum64(h[:72]))
+	le.PutUint64(h[72:], s.tail)
+	le.PutUint64(h[80:], xxhash.Sum64(h[:80]))
 	return append(h, body...)
 }
 
@@ -133,7 +135,7 @@ func decodeSnapshotHeader(name string, h []byte) (uint64, error) {
 		return 0, &CorruptError{Name: name, Reason: "not a snapshot (magic)"}
 	}
 	le := binary.LittleEndian
-	if xxhash.Sum64(h[:72]) != le.Uint64(h[72:]) {
+	if xxhash.Sum64(h[:80]) != le.Uint64(h[80:]) {
 		return 0, corrupt(name, "header checksum mismatch")
 	}
 	if v := le.Uint32(h[4:]); v != snapVersion {
@@ -163,7 +165,10 @@ func decodeSnapshot(name string, b []byte) (*state, error) {
 	}
 	s := newState()
 	s.created = true
-	s.gen, s.base = le.Uint32(b[8:]), le.Uint64(b[12:])
+	s.gen, s.base, s.tail = le.Uint32(b[8:]), le.Uint64(b[12:]), le.Uint64(b[72:])
+	if (s.gen == 1) != (s.tail == 0) {
+		return nil, corrupt(name, "generation %d with tail id %x", s.gen, s.tail)
+	}
 	s.applied = s.base
 	s.header = Header{UIDValidity: le.Uint32(b[20:]), UIDNext: le.Uint32(b[24:]), HighestModSeq: le.Uint64(b[28:]), IndexID: le.Uint64(b[36:])}
 	nMsgs, nStr, nOwners := int(le.Uint32(b[44:])), int(le.Uint32(b[48:])), int(le.Uint32(b[52:]))

@@ -68,6 +68,7 @@ type state struct {
 	applied uint64     // last applied sequence number
 	gen     uint32     // generation of the next record
 	base    uint64     // seq of the seal that opened gen (0 for gen 1)
+	tail    uint64     // id of gen's tail, named by that seal (0 for gen 1)
 	keys    map[uint64][]uint64
 	// logRefs counts the field references per log name (derived from
 	// msgs, kept by apply); baseLogs is the set of logs the state at base
@@ -203,7 +204,7 @@ func (s *state) apply(r *record) (change, error) {
 			gone[o.uid] = true
 			ch.expunged = append(ch.expunged, o.uid)
 		case opSeal:
-			s.gen, s.base = o.nextGen, r.seq
+			s.gen, s.base, s.tail = o.nextGen, r.seq, o.tail
 		case opRelocate:
 			// Not a change a client sees: the values are the same, so
 			// neither ModSeq nor the view's changes move.

@@ -104,11 +104,11 @@ func checkRunDir(p string) error {
 // (docs/design.md 8e): records, tails, snapshots, the rename package's
 // compaction claim (index.lock/), private claim directories, clock probes
 // and readers' pins, and a host's field log with its temporary name.
-var engineNames = regexp.MustCompile(`^(t\.[0-9]+\.[0-9]+|tail\.[0-9]+|index\.[0-9]+|index\.lock|` +
+var engineNames = regexp.MustCompile(`^(t\.[0-9]+\.[0-9]+|tail\.[0-9]+(\.[0-9a-f]{16})?|index\.[0-9]+|index\.lock|` +
 	`index\.(claim|probe)\.[0-9a-f]{16}|index\.[0-9]+\.pin\.[0-9a-f]{16}|(\.creating\.)?log\..+)$`)
 
 // indexNames are the names that show an index is there.
-var indexNames = regexp.MustCompile(`^(tail|index)\.[0-9]+$`)
+var indexNames = regexp.MustCompile(`^(tail\.[0-9]+(\.[0-9a-f]{16})?|index\.[0-9]+)$`)
 
 // checkIndexDir tells whether p holds an index: it must exist and hold a
 // tail or a snapshot, and nothing the engine does not make.

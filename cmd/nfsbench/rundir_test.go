@@ -11,7 +11,7 @@ import (
 // pins, a field log's temporary name), and refuses a directory with a
 // foreign name or without a tail or snapshot.
 func TestCheckIndexDir(t *testing.T) {
-	engineLeaves := []string{"t.1.5", "tail.1", "tail.2", "index.2", "index.lock", "index.claim.0123456789abcdef",
+	engineLeaves := []string{"t.1.5", "tail.1", "tail.2.00000000000000ab", "index.2", "index.lock", "index.claim.0123456789abcdef",
 		"index.probe.fedcba9876543210", "index.2.pin.00000000deadbeef", "log.mx1", ".creating.log.mx2"}
 	for _, tc := range []struct {
 		name  string
@@ -22,6 +22,7 @@ func TestCheckIndexDir(t *testing.T) {
 		{"a foreign file", append(append([]string(nil), engineLeaves...), "notes.txt"), false},
 		{"litter only", []string{"index.lock", "index.claim.0123456789abcdef", "log.mx1"}, false},
 		{"a bad claim id", []string{"tail.1", "index.claim.xyz"}, false},
+		{"a bad tail id", []string{"tail.1", "tail.2.xyz"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
