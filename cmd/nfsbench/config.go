@@ -17,7 +17,7 @@ import (
 // They are part of nfsbench's output format: results compare across runs
 // and versions by these names.
 var workloadNames = []string{
-	"build", "flags-durable", "flags-batched", "lookup", "scan",
+	"build", "flags-durable", "flags-batched", "flags-concurrent", "lookup", "scan",
 	"expunge-compact", "open", "sync-idle", "sync-remote", "mixed",
 }
 
@@ -37,6 +37,7 @@ type config struct {
 	flagOps     int
 	flagBatch   int
 	flagBatches int
+	committers  int
 	lookups     int
 	scans       int
 	expunge     float64
@@ -95,6 +96,11 @@ Workloads (-workloads, comma-separated; the table and JSON use these names):
   build            append -messages messages, -batch per durable commit
   flags-durable    -flag-ops commits of one flag change each
   flags-batched    -flag-batches commits of -flag-batch flag changes each
+  flags-concurrent -flag-ops commits of one flag change each, by -committers
+                   committers at once on one Mailbox (group commit): goroutines
+                   calling Tx.Commit on a directory; on the simulator, whose
+                   tasks may not wait for one another, Mailbox.CommitGroup of
+                   -committers transactions at a time
   lookup           -lookups lookups by UID (from memory)
   scan             -scans full scans of every message's flags
   expunge-compact  expunge -expunge of the messages in commits of -batch, then
@@ -154,6 +160,7 @@ func parseFlags(args []string, out io.Writer, verify bool) (*config, error) {
 		fs.IntVar(&c.flagOps, "flag-ops", 2000, "`commits` of one flag change in flags-durable")
 		fs.IntVar(&c.flagBatch, "flag-batch", 64, "flag `changes` per commit in flags-batched")
 		fs.IntVar(&c.flagBatches, "flag-batches", 200, "`commits` in flags-batched")
+		fs.IntVar(&c.committers, "committers", 16, "`committers` at once on one Mailbox in flags-concurrent: goroutines calling Tx.Commit (on a directory), transactions per Mailbox.CommitGroup (under -sim)")
 		fs.IntVar(&c.lookups, "lookups", 500000, "`lookups` by UID in lookup")
 		fs.IntVar(&c.scans, "scans", 20, "full `scans` in scan")
 		fs.Float64Var(&c.expunge, "expunge", 0.1, "`fraction` of the messages expunge-compact expunges")
@@ -215,7 +222,7 @@ func (c *config) check(workloads, mix string) error {
 		v    int
 	}{
 		{"-hosts", c.hosts}, {"-messages", c.messages}, {"-batch", c.batch}, {"-flag-ops", c.flagOps},
-		{"-flag-batch", c.flagBatch}, {"-flag-batches", c.flagBatches}, {"-lookups", c.lookups},
+		{"-flag-batch", c.flagBatch}, {"-flag-batches", c.flagBatches}, {"-committers", c.committers}, {"-lookups", c.lookups},
 		{"-scans", c.scans}, {"-opens", c.opens}, {"-syncs", c.syncs}, {"-mixed-ops", c.mixedOps},
 	}
 	for _, p := range positive {
@@ -234,6 +241,9 @@ func (c *config) check(workloads, mix string) error {
 	}
 	if c.flagBatch > 250 {
 		return usagef("-flag-batch %d: at most 250 (one commit is one record of at most 3000 bytes)", c.flagBatch)
+	}
+	if c.committers > maxCommitters {
+		return usagef("-committers %d: at most %d", c.committers, maxCommitters)
 	}
 	if c.flagBatch > c.messages {
 		return usagef("-flag-batch %d is more than the mailbox's %d messages", c.flagBatch, c.messages)

@@ -43,9 +43,9 @@ func TestParseFlags(t *testing.T) {
 				t.Errorf("workloads %v", c.workloads)
 			}
 		}},
-		{name: "Sizes", args: []string{"-messages", "10", "-batch", "5", "-flag-batch", "3", "-expunge", "0.25", "-think", "2ms", "-mix", "10/10/80", "-seed", "7", "-nfs-version", "4"},
+		{name: "Sizes", args: []string{"-messages", "10", "-batch", "5", "-flag-batch", "3", "-committers", "4", "-expunge", "0.25", "-think", "2ms", "-mix", "10/10/80", "-seed", "7", "-nfs-version", "4"},
 			check: func(t *testing.T, c *config) {
-				if c.messages != 10 || c.batch != 5 || c.flagBatch != 3 || c.expunge != 0.25 || c.think != 2*time.Millisecond ||
+				if c.messages != 10 || c.batch != 5 || c.flagBatch != 3 || c.committers != 4 || c.expunge != 0.25 || c.think != 2*time.Millisecond ||
 					c.mix != [3]int{10, 10, 80} || c.seed != 7 || c.nfsVersion != 4 {
 					t.Errorf("%+v", c)
 				}
@@ -61,6 +61,8 @@ func TestParseFlags(t *testing.T) {
 		{name: "ZeroMessages", args: []string{"-messages", "0"}, err: "-messages must be at least 1"},
 		{name: "BadNumber", args: []string{"-hosts", "three"}, err: "invalid value"},
 		{name: "BigBatch", args: []string{"-batch", "1000"}, err: "-batch 1000"},
+		{name: "NoCommitters", args: []string{"-committers", "0"}, err: "-committers must be at least 1"},
+		{name: "ManyCommitters", args: []string{"-committers", "5000"}, err: "-committers 5000: at most 1024"},
 		{name: "ExpungeAll", args: []string{"-expunge", "1"}, err: "-expunge 1"},
 		{name: "MixSum", args: []string{"-mix", "50/50/50"}, err: "add up to 150"},
 		{name: "MixShape", args: []string{"-mix", "50/50"}, err: "three percentages"},
@@ -106,7 +108,7 @@ func TestHelpExplainsEveryFlag(t *testing.T) {
 		}
 	}
 	flags := []string{"dir", "run-id", "json", "sim", "hosts", "host", "workloads", "messages", "batch", "field-bytes",
-		"flag-ops", "flag-batch", "flag-batches", "lookups", "scans", "expunge", "opens", "syncs", "mixed-ops", "mix",
+		"flag-ops", "flag-batch", "flag-batches", "committers", "lookups", "scans", "expunge", "opens", "syncs", "mixed-ops", "mix",
 		"think", "auto-compact", "seed", "nfs-version", "baselines", "keep", "q", "barrier-timeout", "mountstats"}
 	for _, f := range flags {
 		if !strings.Contains(help, "\n  -"+f+" ") && !strings.Contains(help, "\n  -"+f+"\n") && !strings.Contains(help, "\n  -"+f+"\t") {

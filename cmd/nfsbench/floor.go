@@ -9,7 +9,7 @@ import (
 )
 
 // floorWorkloads are the durable workloads that get a raw floor.
-var floorWorkloads = []string{"build", "flags-durable", "flags-batched", "expunge-compact"}
+var floorWorkloads = []string{"build", "flags-durable", "flags-batched", "flags-concurrent", "expunge-compact"}
 
 // rawFloor measures the floor of an engine result r on a real directory:
 // as many operations, each a pwrite of the bytes the engine wrote per

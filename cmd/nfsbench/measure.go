@@ -37,6 +37,10 @@ type Result struct {
 	// Contended counts commits of mixed that returned
 	// engine.ErrContended and were retried.
 	Contended int `json:"contended_retries,omitempty"`
+	// AvgGroup is the average number of commits that shared one group
+	// commit's durability barriers in flags-concurrent (commits over
+	// groups, groups counted by syncs; 0 when it could not be told).
+	AvgGroup float64 `json:"avg_group_size,omitempty"`
 	// RPCsPerOp has "total" and one key per RPC procedure (mountstats
 	// names); it is null when RPCs cannot be counted, and RPCSource says
 	// why.
@@ -107,7 +111,14 @@ func (m *meter) op(fn func() error) error { return m.opOn(m.host, fn) }
 
 // opOn runs fn as one timed operation of host: its RPCs and file system
 // calls are those counted.
-func (m *meter) opOn(host string, fn func() error) error {
+func (m *meter) opOn(host string, fn func() error) error { return m.opsOn(host, 1, fn) }
+
+// opN runs fn as n operations that start and finish together (the
+// transactions of one Mailbox.CommitGroup): each has fn's latency, and
+// fn's time counts once in the sum.
+func (m *meter) opN(n int, fn func() error) error { return m.opsOn(m.host, n, fn) }
+
+func (m *meter) opsOn(host string, n int, fn func() error) error {
 	if host != m.host {
 		m.host, m.fs = host, m.e.fs(host)
 	}
@@ -125,10 +136,12 @@ func (m *meter) opOn(host string, fn func() error) error {
 		after, _, m.err = m.e.rpcs(m.host)
 		m.rpcs.add(after.sub(before))
 	}
-	m.lats = append(m.lats, lat)
+	for range n {
+		m.lats = append(m.lats, lat)
+	}
 	m.sum += lat
 	if m.prog != nil {
-		m.prog.Add(1)
+		m.prog.Add(int64(n))
 	}
 	return err
 }

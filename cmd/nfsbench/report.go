@@ -57,6 +57,7 @@ type RunConfig struct {
 	FlagOps     int      `json:"flag_ops"`
 	FlagBatch   int      `json:"flag_batch"`
 	FlagBatches int      `json:"flag_batches"`
+	Committers  int      `json:"committers"`
 	Lookups     int      `json:"lookups"`
 	Scans       int      `json:"scans"`
 	Expunge     float64  `json:"expunge"`
@@ -104,7 +105,7 @@ func (c *config) runConfig() RunConfig {
 	}
 	return RunConfig{Modes: modes, Dir: c.dir, RunID: c.runID, Host: c.host, Hosts: c.hosts, Workloads: c.workloads,
 		Messages: c.messages, Batch: c.batch, FieldBytes: c.fieldBytes, FlagOps: c.flagOps, FlagBatch: c.flagBatch,
-		FlagBatches: c.flagBatches, Lookups: c.lookups, Scans: c.scans, Expunge: c.expunge, Opens: c.opens,
+		FlagBatches: c.flagBatches, Committers: c.committers, Lookups: c.lookups, Scans: c.scans, Expunge: c.expunge, Opens: c.opens,
 		Syncs: c.syncs, MixedOps: c.mixedOps, Mix: c.mix, ThinkUS: c.think.Microseconds(), AutoCompact: c.autoCompact,
 		Seed: c.seed, NFSVersion: c.nfsVersion, Baselines: c.baselines}
 }

@@ -92,6 +92,7 @@ func (s *session) run() error {
 		{"build", s.build},
 		{"flags-durable", s.flagsDurable},
 		{"flags-batched", s.flagsBatched},
+		{"flags-concurrent", s.flagsConcurrent},
 		{"lookup", s.lookup},
 		{"scan", s.scan},
 		{"open", s.open_},
@@ -148,7 +149,7 @@ func (s *session) expected(w string) int {
 	switch w {
 	case "build":
 		return (c.messages + c.batch - 1) / c.batch
-	case "flags-durable":
+	case "flags-durable", "flags-concurrent":
 		return c.flagOps
 	case "flags-batched":
 		return c.flagBatches
@@ -238,12 +239,15 @@ func (s *session) uids() []uint32 {
 }
 
 // flagChange is one random change of \Seen or \Flagged.
-func (s *session) flagChange(tx *engine.Tx, uid uint32) {
+func (s *session) flagChange(tx *engine.Tx, uid uint32) { randomFlagChange(s.rng, tx, uid) }
+
+// randomFlagChange is one change of \Seen or \Flagged drawn from rng.
+func randomFlagChange(rng *rand.Rand, tx *engine.Tx, uid uint32) {
 	f := engine.Seen
-	if s.rng.IntN(2) == 0 {
+	if rng.IntN(2) == 0 {
 		f = engine.Flagged
 	}
-	if s.rng.IntN(2) == 0 {
+	if rng.IntN(2) == 0 {
 		tx.SetFlags(uid, f, 0)
 	} else {
 		tx.SetFlags(uid, 0, f)
