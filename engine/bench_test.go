@@ -171,12 +171,23 @@ func BenchmarkSimOpen100k(b *testing.B) {
 // BenchmarkLocalFlagDurable and BenchmarkLocalRawFloor run side by side
 // on the OS layer over a temporary directory: the ratio of their ns/op is
 // the engine's cost over the raw pwrite+fdatasync floor (brief §5).
-func BenchmarkLocalFlagDurable(b *testing.B) {
+func BenchmarkLocalFlagDurable(b *testing.B) { benchLocalFlag(b, false) }
+
+// BenchmarkLocalFlagSingleKernel: the same with Options.SingleKernel
+// (the publish WRITE unsynced: one sync per commit instead of two).
+func BenchmarkLocalFlagSingleKernel(b *testing.B) { benchLocalFlag(b, true) }
+
+func benchLocalFlag(b *testing.B, single bool) {
 	fsys, err := osfs.New(b.TempDir())
 	if err != nil {
 		b.Fatal(err)
 	}
-	m := benchOpen(b, fsys, "local")
+	m, err := Open(context.Background(), Options{FS: fsys, Dir: "mbox", Host: "local", Rand: rand.New(rand.NewPCG(1, 2)),
+		SingleKernel: single})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
 	fill(b, m, 100)
 	b.ResetTimer()
 	for i := range b.N {

@@ -45,6 +45,17 @@ type Options struct {
 	// false (the default) syncs the directory, as a local file system
 	// needs.
 	NamespaceDurable bool
+	// SingleKernel says that every process using this mailbox runs on this
+	// machine, over a local file system: never set it on NFS. A record's
+	// publication is then visible to every reader at once through the one
+	// page cache, so the publish WRITE is not synced: a durable commit
+	// costs the record's creation and one directory sync, against two
+	// syncs otherwise. After a power loss the tail may have lost
+	// publications of durable records; Open finds them (the names after
+	// the tail's end) and publishes them again before it returns. On NFS
+	// an unsynced publication stays in the writer's page cache, invisible
+	// to other hosts (N2): that would break freshness.
+	SingleKernel bool
 	// CompactRatio triggers a compaction after a commit once the records
 	// since the last snapshot number at least this fraction of the
 	// messages (default 0.5, the seed's 50%; negative: never
@@ -154,6 +165,12 @@ func Open(ctx context.Context, opt Options) (*Mailbox, error) {
 	if err := m.refresh(ctx); err != nil {
 		m.closeFiles()
 		return nil, err
+	}
+	if opt.SingleKernel {
+		if err := m.republish(ctx); err != nil {
+			m.closeFiles()
+			return nil, err
+		}
 	}
 	if !m.st.created {
 		uv := opt.UIDValidity
@@ -325,7 +342,11 @@ func (m *Mailbox) publish(seq uint64) error {
 			m.pub.Close()
 			m.pub = nil
 		}
-		f, err := m.fsys.OpenFile(m.path(name), vfs.WriteOnly|vfs.DSync, 0)
+		flag := vfs.WriteOnly | vfs.DSync
+		if m.opt.SingleKernel {
+			flag = vfs.WriteOnly // visible at once; the record is durable
+		}
+		f, err := m.fsys.OpenFile(m.path(name), flag, 0)
 		if err != nil {
 			return fmt.Errorf("engine: open %s: %w", name, err)
 		}
@@ -342,6 +363,43 @@ func (m *Mailbox) publish(seq uint64) error {
 		return errDead
 	}
 	return nil
+}
+
+// republish (SingleKernel only) applies and publishes the records
+// installed past the end of the tail: after a power loss, publications
+// of records that were durable (and acknowledged) may be lost with the
+// tail's unsynced size. Every installed record of a live generation is
+// committed (the next committer would meet it and publish past it), so
+// applying it is what any committer does; a seal is published and
+// followed into its generation. It stops at the first name that does not
+// exist: a local file system has no negative name cache to lie about it
+// (N4 is an NFS client's). One Readlink when nothing was lost.
+func (m *Mailbox) republish(ctx context.Context) error {
+	for range 1 << 20 {
+		r, err := m.readRecord(m.st.gen, m.st.applied+1)
+		if gone(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := m.applyForeign(ctx, r); err != nil {
+			return err
+		}
+		if _, seal := r.isSeal(); seal {
+			continue // published by applyForeign
+		}
+		if err := m.publish(r.seq); errors.Is(err, errDead) || gone(err) {
+			// Retired meanwhile: a snapshot holds what is committed.
+			if err := m.reload(ctx); err != nil {
+				return err
+			}
+			return m.refresh(ctx)
+		} else if err != nil {
+			return err
+		}
+	}
+	return fmt.Errorf("engine: too many unpublished records")
 }
 
 // errDead: the generation a record was installed in was already over

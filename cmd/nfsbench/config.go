@@ -47,6 +47,9 @@ type config struct {
 	mix         [3]int // percent deliver, flag change, sync
 	think       time.Duration
 	autoCompact bool
+	// syncedPublish keeps the publish WRITE synced on a local disk
+	// (engine.Options.SingleKernel off), for comparison.
+	syncedPublish bool
 
 	seed       uint64
 	nfsVersion int
@@ -173,6 +176,7 @@ func parseFlags(args []string, out io.Writer, verify bool) (*config, error) {
 		fs.Uint64Var(&c.seed, "seed", 1, "`seed` of the simulator and of every random choice (replay a run with the same seed)")
 		fs.IntVar(&c.nfsVersion, "nfs-version", 3, "NFS `version` the simulated hosts mount with: 3 or 4 (4.2)")
 		fs.StringVar(&c.baselines, "baselines", "", "also run bbolt and SQLite (WAL, synchronous=FULL) on the local workloads and print ratios: \"go\" builds bench/baselines with the go tool (the first build takes minutes), or the `path` of a built binary")
+		fs.BoolVar(&c.syncedPublish, "synced-publish", false, "on a local disk, do not set engine.Options.SingleKernel: sync every publish WRITE as on NFS (the engine's cost before SingleKernel, for comparison)")
 		fs.BoolVar(&c.keep, "keep", false, "keep the run's directory (always kept with -host)")
 		fs.BoolVar(&c.quiet, "q", false, "no progress on stderr (progress is shown only when stderr is a terminal)")
 		fs.DurationVar(&c.barrierTimeout, "barrier-timeout", 10*time.Minute, "how long a host of a multi-host run waits for the others at the start barrier (a `duration`)")

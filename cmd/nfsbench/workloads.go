@@ -55,7 +55,10 @@ const (
 func (s *session) open(host, dir string, autoCompact bool) (*engine.Mailbox, error) {
 	s.opened++
 	opt := engine.Options{FS: s.e.fs(host), Dir: dir, Host: host, UIDValidity: 1700000000,
-		NamespaceDurable: s.e.namespaceDurable()}
+		NamespaceDurable: s.e.namespaceDurable(),
+		// A local disk is one kernel's: every host of a run on it is a
+		// process of this machine (other machines need NFS).
+		SingleKernel: s.e.mode() == "local" && !s.cfg.syncedPublish}
 	if s.cfg.host == "" {
 		opt.Rand = rand.New(rand.NewPCG(s.cfg.seed, s.opened))
 	}
