@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nfsindex/nfsindex/vfs/errorfs"
 	"github.com/nfsindex/nfsindex/vfs/osfs"
@@ -290,5 +291,71 @@ func TestGroupMeetsForeignRecord(t *testing.T) {
 	}
 	if _, da := a.Digest(); func() uint64 { _, d := b.Digest(); return d }() != da {
 		t.Fatal("a and b disagree after the group")
+	}
+}
+
+// TestGroupWindowGathersCommits: with Options.GroupWindow the first
+// committer waits (here: until all eight have queued, standing in for the
+// window's time) and the eight single flag changes are committed as one
+// group: eight records, one directory sync, one publish. Without the
+// window the first would lead alone at once.
+func TestGroupWindowGathersCommits(t *testing.T) {
+	ctx := context.Background()
+	base, err := osfs.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 8
+	c := &syncCounter{}
+	var m *Mailbox
+	var slept []time.Duration
+	gather := false
+	sleep := func(d time.Duration) {
+		slept = append(slept, d)
+		for gather {
+			m.qmu.Lock()
+			queued := len(m.queue)
+			m.qmu.Unlock()
+			if queued == n {
+				return
+			}
+			runtime.Gosched()
+		}
+	}
+	m, err = Open(ctx, Options{FS: errorfs.Wrap(base, c), Dir: "mbox", Host: "local", GroupWindow: time.Millisecond, Sleep: sleep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	fillTx := m.Begin()
+	fillTx.Append(NewMessage{})
+	if _, err := fillTx.Commit(ctx); err != nil { // the window's opener alone: it sleeps once
+		t.Fatal(err)
+	}
+	slept, gather = nil, true
+	before := c.counts()
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tx := m.Begin()
+			tx.SetFlags(1, Flagged, 0)
+			_, errs[i] = tx.Commit(ctx)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("commit %d: %v", i, err)
+		}
+	}
+	after := c.counts()
+	if got := [3]int{after[0] - before[0], after[1] - before[1], after[2] - before[2]}; got != [3]int{n, 1, 1} || len(slept) != 1 || slept[0] != time.Millisecond {
+		t.Fatalf("symlinks, directory syncs, publishes = %v, slept %v; want [%d 1 1], one window of 1ms", got, slept, n)
+	}
+	if _, err := Open(ctx, Options{FS: base, Dir: "mbox", Host: "other", GroupWindow: time.Millisecond}); err == nil {
+		t.Fatal("Open with GroupWindow and no Sleep succeeded")
 	}
 }

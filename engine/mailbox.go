@@ -77,7 +77,20 @@ type Options struct {
 	// records (default 1024). Garbage is counted in records, not bytes.
 	FieldCompactRatio      float64
 	FieldCompactMinRecords int
-	_                      struct{}
+	// GroupWindow, when positive, is how long the first of several
+	// concurrent commits waits for others to join its group before it
+	// commits them all (PostgreSQL's commit_delay, MySQL's
+	// binlog_group_commit_sync_delay): latency traded for fewer syncs per
+	// commit. 0 (the default): a group is whatever queued while the
+	// previous one was being committed, which adds no latency. It needs
+	// Sleep.
+	GroupWindow time.Duration
+	// Sleep waits d on the file system's clock: time.Sleep on a real file
+	// system, Host.Sleep under nfssim. The engine never reads a clock of
+	// its own (every run under nfssim replays from its seed); it sleeps
+	// only for GroupWindow.
+	Sleep func(d time.Duration)
+	_     struct{}
 }
 
 // Mailbox is one open mailbox index. It is safe for concurrent use by the
@@ -92,6 +105,7 @@ type Mailbox struct {
 	mu      sync.Mutex
 	qmu     sync.Mutex
 	queue   []*commitReq
+	window  chan struct{} // the open group-commit window, closed when it ends
 	opt     Options
 	fsys    vfs.FS
 	rng     *mrand.Rand
@@ -117,6 +131,9 @@ func Open(ctx context.Context, opt Options) (*Mailbox, error) {
 	}
 	if err := validHost(opt.Host); err != nil {
 		return nil, fmt.Errorf("engine: Options.Host: %w", err)
+	}
+	if opt.GroupWindow > 0 && opt.Sleep == nil {
+		return nil, errors.New("engine: Options.GroupWindow needs Options.Sleep")
 	}
 	if opt.MaxCommitTries <= 0 {
 		opt.MaxCommitTries = 1000

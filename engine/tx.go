@@ -102,8 +102,24 @@ func (m *Mailbox) CommitGroup(ctx context.Context, txs ...*Tx) ([]Result, []erro
 		reqs = append(reqs, &commitReq{ctx: ctx, ops: t.ops, key: t.key, values: t.values})
 	}
 	m.qmu.Lock()
+	opener := m.opt.GroupWindow > 0 && len(reqs) > 0 && m.window == nil
+	wait := m.window
+	if opener {
+		// The first to queue opens the group-commit window: the others
+		// queue behind it instead of leading at once.
+		m.window = make(chan struct{})
+	}
 	m.queue = append(m.queue, reqs...)
 	m.qmu.Unlock()
+	if opener {
+		m.opt.Sleep(m.opt.GroupWindow)
+		m.qmu.Lock()
+		close(m.window)
+		m.window = nil
+		m.qmu.Unlock()
+	} else if wait != nil {
+		<-wait
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if len(reqs) > 0 && !reqs[len(reqs)-1].done {
