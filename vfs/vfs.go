@@ -70,6 +70,36 @@ type FS interface {
 	Stat(name string) (FileInfo, error)
 	// Lstat is Stat without following a final symlink.
 	Lstat(name string) (FileInfo, error)
+	// StatFresh is Stat (it follows a final symlink) with the attributes
+	// fetched from the server, never from the attribute cache: on Linux,
+	// statx(2) with AT_STATX_FORCE_SYNC. It is the cheapest way to learn
+	// another host's change to a file without opening it (N1).
+	//
+	// What it guarantees, on NFS: the attributes (size, mtime, ctime,
+	// nlink) are those the server holds when its GETATTR runs, so a
+	// change that another host made durable (Sync, Close) before the call
+	// started is seen, and this host's dirty pages of the file are
+	// written first. If they differ from the cached ones the host also
+	// drops its cached pages of the file, as at an open (N2), so reads of
+	// descriptors already open see the new data afterwards.
+	//
+	// What it does not: the name is resolved as Stat resolves it, through
+	// this host's cached directory entries (N4, N5). A name another host
+	// created is still reported missing (fs.ErrNotExist) while a negative
+	// entry is cached, with no RPC at all; a name another host replaced
+	// by rename answers for the file this host last resolved it to until
+	// that file's handle goes stale (then the walk is redone) or the
+	// directory's attributes expire. A file another host removed gives
+	// fs.ErrNotExist: its GETATTR fails with ESTALE and the walk is
+	// retried once with fresh lookups, as the kernel retries any path
+	// call; ErrStale surfaces only if the name is replaced again between
+	// the two (N16).
+	//
+	// Its cost on NFS (v3 and v4 alike): one GETATTR, every call, plus
+	// what the path walk costs (as for Stat: a LOOKUP, or a GETATTR of the
+	// directory, when the directory's attributes have expired); a removed
+	// file costs GETATTR + LOOKUP. On a local disk it is Stat.
+	StatFresh(name string) (FileInfo, error)
 
 	// Link creates newname as a hard link to oldname. It fails with
 	// fs.ErrExist if newname exists. After a lost reply it may report
