@@ -65,3 +65,27 @@ func TestStatFreshWithoutStatx(t *testing.T) {
 		})
 	}
 }
+
+// TestStatFreshForcesSync pins the flag that makes StatFresh what it is:
+// a local file system ignores AT_STATX_FORCE_SYNC, so nothing else on a
+// local disk would notice it missing (e2e/run calib measures its effect
+// on the real NFS client).
+func TestStatFreshForcesSync(t *testing.T) {
+	var flags []int
+	statx = func(dirfd int, path string, fl int, mask int, stx *unix.Statx_t) error {
+		flags = append(flags, fl)
+		return unix.Statx(dirfd, path, fl, mask, stx)
+	}
+	t.Cleanup(func() { statx = unix.Statx })
+	fsys, err := New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fsys.Close()
+	if _, err := fsys.StatFresh("."); err != nil {
+		t.Fatal(err)
+	}
+	if len(flags) != 1 || flags[0] != unix.AT_STATX_FORCE_SYNC {
+		t.Errorf("statx flags %#x, want exactly AT_STATX_FORCE_SYNC (%#x): follow a final symlink, bypass the cache", flags, unix.AT_STATX_FORCE_SYNC)
+	}
+}
