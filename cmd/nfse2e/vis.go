@@ -173,6 +173,22 @@ func visPatterns() []visPattern {
 					return false
 				}, func() {}
 			}},
+		{name: "create-statfresh-dir", desc: "create new2.N; reader StatFresh(.) then StatFresh(new2.N) (the directory's GETATTR drops the negative entry)",
+			setup: func(w vfs.FS) error { return nil },
+			write: func(w vfs.FS, seq int) error {
+				return writeAll(w, fmt.Sprintf("new2.%d", seq), visPayload(seq), vfs.Excl)
+			},
+			reader: func(r vfs.FS, note func(error)) (func(int) bool, func()) {
+				return func(seq int) bool {
+					_, err := r.StatFresh(".")
+					note(err)
+					_, err = r.StatFresh(fmt.Sprintf("new2.%d", seq))
+					if err != nil && !errors.Is(err, fs.ErrNotExist) {
+						note(err)
+					}
+					return err == nil
+				}, func() {}
+			}},
 	}
 }
 
