@@ -2,6 +2,7 @@ package nfssim
 
 import (
 	"fmt"
+	"io/fs"
 	"strings"
 	"testing"
 	"time"
@@ -17,34 +18,40 @@ func TestSeamRPCCosts(t *testing.T) {
 	// v4's CLOSE is sent by Close, which is not part of the measured call.
 	want := map[Version]map[string]string{
 		V3: {
-			"open (cached name)":                      "GETATTR=1",
-			"exclusive create":                        "CREATE=1 SETATTR=1",
-			"readdir":                                 "GETATTR=1 READDIRPLUS=1",
-			"read 1 MiB (cold)":                       "READ=1",
-			"write 4 KiB + fsync":                     "WRITE=1",
-			"write 64 KiB + fsync (4 KiB wsize)":      "COMMIT=1 WRITE=16",
-			"link":                                    "LINK=1",
-			"rename (target name cached)":             "RENAME=1",
-			"rename (target name not cached)":         "RENAME=1",
-			"stat (attributes fresh)":                 "none",
-			"stat (file attributes expired)":          "GETATTR=1",
-			"stat (directory attributes expired too)": "LOOKUP=1",
-			"syncdir":                                 "GETATTR=1",
+			"open (cached name)":                       "GETATTR=1",
+			"exclusive create":                         "CREATE=1 SETATTR=1",
+			"readdir":                                  "GETATTR=1 READDIRPLUS=1",
+			"read 1 MiB (cold)":                        "READ=1",
+			"write 4 KiB + fsync":                      "WRITE=1",
+			"write 64 KiB + fsync (4 KiB wsize)":       "COMMIT=1 WRITE=16",
+			"link":                                     "LINK=1",
+			"rename (target name cached)":              "RENAME=1",
+			"rename (target name not cached)":          "RENAME=1",
+			"stat (attributes fresh)":                  "none",
+			"stat (file attributes expired)":           "GETATTR=1",
+			"stat (directory attributes expired too)":  "LOOKUP=1",
+			"syncdir":                                  "GETATTR=1",
+			"statfresh (attributes fresh)":             "GETATTR=1",
+			"statfresh (directory attributes expired)": "GETATTR=1 LOOKUP=1",
+			"statfresh (negative entry cached)":        "none",
 		},
 		V4: {
-			"open (cached name)":                      "OPEN_NOATTR=1",
-			"exclusive create":                        "OPEN=1 SETATTR=1",
-			"readdir":                                 "GETATTR=1 READDIR=1",
-			"read 1 MiB (cold)":                       "READ=1",
-			"write 4 KiB + fsync":                     "WRITE=1",
-			"write 64 KiB + fsync (4 KiB wsize)":      "COMMIT=1 WRITE=16",
-			"link":                                    "LINK=1",
-			"rename (target name cached)":             "RENAME=1",
-			"rename (target name not cached)":         "RENAME=1",
-			"stat (attributes fresh)":                 "none",
-			"stat (file attributes expired)":          "GETATTR=1",
-			"stat (directory attributes expired too)": "LOOKUP=1",
-			"syncdir":                                 "GETATTR=1",
+			"open (cached name)":                       "OPEN_NOATTR=1",
+			"exclusive create":                         "OPEN=1 SETATTR=1",
+			"readdir":                                  "GETATTR=1 READDIR=1",
+			"read 1 MiB (cold)":                        "READ=1",
+			"write 4 KiB + fsync":                      "WRITE=1",
+			"write 64 KiB + fsync (4 KiB wsize)":       "COMMIT=1 WRITE=16",
+			"link":                                     "LINK=1",
+			"rename (target name cached)":              "RENAME=1",
+			"rename (target name not cached)":          "RENAME=1",
+			"stat (attributes fresh)":                  "none",
+			"stat (file attributes expired)":           "GETATTR=1",
+			"stat (directory attributes expired too)":  "LOOKUP=1",
+			"syncdir":                                  "GETATTR=1",
+			"statfresh (attributes fresh)":             "GETATTR=1",
+			"statfresh (directory attributes expired)": "GETATTR=1 LOOKUP=1",
+			"statfresh (negative entry cached)":        "none",
 		},
 	}
 	for _, v := range []Version{V3, V4} {
@@ -103,6 +110,11 @@ func TestSeamRPCCosts(t *testing.T) {
 			func() { _, err := fsys.Stat("f"); must(t, "stat", err) }, nil)
 		measure(h, "stat (directory attributes expired too)", func() { s.Advance(time.Minute) },
 			func() { _, err := fsys.Stat("f"); must(t, "stat", err) }, nil)
+		measure(h, "statfresh (attributes fresh)", nil, func() { _, err := fsys.StatFresh("f"); must(t, "statfresh", err) }, nil)
+		measure(h, "statfresh (directory attributes expired)", func() { s.Advance(time.Minute) },
+			func() { _, err := fsys.StatFresh("f"); must(t, "statfresh", err) }, nil)
+		measure(h, "statfresh (negative entry cached)", func() { _, _ = fsys.Stat("nope") },
+			func() { _, err := fsys.StatFresh("nope"); wantErr(t, "statfresh", err, fs.ErrNotExist) }, nil)
 		measure(h, "exclusive create", nil, func() { fd = openFile(t, fsys, "lock", vfs.WriteOnly|vfs.Create|vfs.Excl) }, closeFD)
 		measure(h, "readdir", nil, func() { _, err := fsys.ReadDir("."); must(t, "readdir", err) }, nil)
 		measure(h, "syncdir", nil, func() { must(t, "syncdir", fsys.SyncDir(".")) }, nil)

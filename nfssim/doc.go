@@ -18,7 +18,9 @@
 //     dirty ranges, close-to-open, write-back in an order the program does
 //     not choose split at page and wsize boundaries, unstable WRITE plus
 //     COMMIT, page extension of small writes, O_APPEND at the cached size,
-//     ESTALE, silly rename, v4 OPEN by name and delegations.
+//     ESTALE, silly rename, v4 OPEN by name and delegations; StatFresh as
+//     statx with AT_STATX_FORCE_SYNC (one GETATTR past the attribute
+//     cache, the name still resolved through the name cache).
 //   - Faults: a crash of a host (its dirty data reaching the server in any
 //     chosen subset of units), a crash of the server, a lost reply and its
 //     retransmission, a paused host, a slow host, late write errors, soft

@@ -1080,6 +1080,57 @@ func (f hostFS) stat(op, name string, follow bool) (vfs.FileInfo, error) {
 	return info(name, a), nil
 }
 
+// StatFresh is statx(2) with AT_STATX_FORCE_SYNC (Linux nfs_getattr with
+// force_sync): the path walk of Stat, this host's dirty pages of the file
+// written back, then a GETATTR every time, whatever the attribute cache
+// holds and even under a delegation (force_sync bypasses both). The reply
+// refreshes the cache like any GETATTR: a change drops cached pages and
+// marks the directory entries cached under the old attributes untrusted.
+//
+// A GETATTR that meets ESTALE (the file was removed or replaced at the
+// server) makes the VFS redo the whole call once with forced lookups
+// (vfs_statx's retry_estale with LOOKUP_REVAL), so a removed file is
+// ENOENT after GETATTR + LOOKUP, and a replaced one is the new file after
+// GETATTR + LOOKUP + GETATTR (N16). A cached negative entry still answers
+// ENOENT with no RPC (N4): force_sync does not touch the walk.
+func (f hostFS) StatFresh(name string) (vfs.FileInfo, error) {
+	h := f.h
+	h.sim.mu.Lock()
+	defer h.sim.mu.Unlock()
+	if err := h.call("StatFresh", name); err != nil {
+		return vfs.FileInfo{}, pathErr("stat", name, err)
+	}
+	a, err := h.statFresh(name, false)
+	if errors.Is(err, syscall.ESTALE) && !h.mount.NoESTALERetry {
+		a, err = h.statFresh(name, true)
+	}
+	if err != nil {
+		return vfs.FileInfo{}, pathErr("stat", name, err)
+	}
+	return info(name, a), nil
+}
+
+// statFresh walks name (with forced lookups on the VFS's retry) and
+// fetches the file's attributes from the server.
+func (h *Host) statFresh(name string, reval bool) (attrs, error) {
+	var id fileID
+	var err error
+	if reval {
+		_, _, id, err = h.walk(name, true, true)
+	} else {
+		_, _, id, err = h.resolve(name, true)
+	}
+	if err != nil {
+		return attrs{}, err
+	}
+	if h.pages[id].hasDirty() {
+		if err := h.flush(id, name, false); err != nil {
+			return attrs{}, err
+		}
+	}
+	return h.getattr(id, name)
+}
+
 // statID is stat(2) on a file: write back this host's dirty pages first
 // (nfs_getattr), then the attribute cache rule (N1).
 func (h *Host) statID(id fileID, p string) (attrs, error) {

@@ -28,10 +28,15 @@ func (s ioStats) add(d ioStats) ioStats {
 
 // countFS wraps a vfs.FS and counts ioStats. It neither blocks nor
 // allocates on the counting path, so a task of the simulator may use it.
+// The calls that write nothing and create nothing (Stat, Lstat, StatFresh,
+// Readlink, ReadDir, Rename, Remove) pass through uncounted: their cost
+// is in the RPC counts, which the simulator or mountstats give.
 type countFS struct {
 	vfs.FS
 	bytes, syncs, creates atomic.Uint64
 }
+
+var _ vfs.FS = (*countFS)(nil)
 
 func newCountFS(fsys vfs.FS) *countFS { return &countFS{FS: fsys} }
 

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -116,7 +117,34 @@ func calSteps() []calStep {
 			}
 			return nil
 		}},
+		// StatFresh (statx AT_STATX_FORCE_SYNC), not in vistest: the
+		// attributes of d/index are cached by the steps above.
+		{"statfresh (attrs cached)", func(e stepEnv) error { _, err := e.fs.StatFresh("d/index"); return err }},
+		{"10x statfresh", func(e stepEnv) error {
+			for range 10 {
+				if _, err := e.fs.StatFresh("d/index"); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+		{"stat after statfresh", func(e stepEnv) error { _, err := e.fs.Stat("d/index"); return err }},
+		{"statfresh of the directory", func(e stepEnv) error { _, err := e.fs.StatFresh("d"); return err }},
+		{"statfresh of missing name", func(e stepEnv) error { return wantMissing(e.fs.StatFresh("d/nope2")) }},
+		{"statfresh of missing name again (negative entry)", func(e stepEnv) error { return wantMissing(e.fs.StatFresh("d/nope2")) }},
 	}
+}
+
+// wantMissing turns StatFresh's answer for a name that must be missing
+// into the step's error: nil for ENOENT.
+func wantMissing(_ vfs.FileInfo, err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err == nil {
+		return errors.New("found a name that does not exist")
+	}
+	return err
 }
 
 // rpcResult is what calib-rpc writes (calib-rpc.json) and sim-rpc prints.

@@ -42,6 +42,14 @@ var labTable = []struct {
 	{"fcntl F_SETLK write lock+unlock", "ACCESS=1 GETATTR=1", "", "CLOSE=1 FREE_STATEID=1 LOCK=1 LOCKU=1 OPEN_NOATTR=1",
 		"CLOSE=1 OPEN_NOATTR=1", "v4 byte-range locks are not modelled: the engine never locks (N19)"},
 	{"100x stat (attr cache)", "GETATTR=1", "", "none", "GETATTR=1", "the v4.2 client kept the attributes its LOCK/CLOSE replies carried"},
+	// StatFresh, not in vistest: "lab" here is what e2e/run statfresh
+	// measured (Linux 6.1.0-56, nfs-ganesha 4.3, 2026-11-23).
+	{"statfresh (attrs cached)", "GETATTR=1", "", "GETATTR=1", "", ""},
+	{"10x statfresh", "GETATTR=10", "", "GETATTR=10", "", ""},
+	{"stat after statfresh", "none", "", "none", "", ""},
+	{"statfresh of the directory", "GETATTR=1", "", "GETATTR=1", "", ""},
+	{"statfresh of missing name", "LOOKUP=1", "", "LOOKUP=1", "", ""},
+	{"statfresh of missing name again (negative entry)", "none", "", "none", "", ""},
 }
 
 // expectations returns the table for vers ("3" or "4.2") keyed by step.

@@ -80,3 +80,38 @@ func TestOptsToMount(t *testing.T) {
 		t.Error("vers=4.0 mapped to nfssim")
 	}
 }
+
+// TestSimVisStatFresh: on nfssim the StatFresh patterns see the change
+// within a millisecond of simulated time on v3 and v4.2 defaults (what
+// e2e/run statfresh compares the real client with), one GETATTR a poll,
+// and never meet an error besides the outcome they wait for.
+func TestSimVisStatFresh(t *testing.T) {
+	for _, opts := range []string{"vers=3", "vers=4.2"} {
+		m, err := optsToMount(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range visPatterns() {
+			if !strings.Contains(p.name, "statfresh") {
+				continue
+			}
+			res, err := simVis(p, m, 3)
+			if err != nil {
+				t.Fatalf("%s %s: %v", opts, p.name, err)
+			}
+			if res.lost != 0 || len(res.lags) != 3 || len(res.errs) != 0 {
+				t.Errorf("%s %s: lags %v, %d lost, errors %v", opts, p.name, res.lags, res.lost, res.errs)
+			}
+			for _, l := range res.lags {
+				if l > 1 {
+					t.Errorf("%s %s: seen after %.1f ms, want at once", opts, p.name, l)
+				}
+			}
+			c := parseCounts(res.rpcs)
+			if c["GETATTR"] < uint64(res.polls) || c["GETATTR"] > uint64(res.polls)+3 {
+				t.Errorf("%s %s: %s over %d polls, want one GETATTR a poll (+1 per replacement seen)", opts, p.name, res.rpcs, res.polls)
+			}
+			t.Logf("%s %-18s lags %v ms, %s over %d polls", opts, p.name, res.lags, res.rpcs, res.polls)
+		}
+	}
+}

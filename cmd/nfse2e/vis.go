@@ -2,14 +2,19 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/nfsindex/nfsindex/nfssim"
 	"github.com/nfsindex/nfsindex/vfs"
@@ -24,7 +29,9 @@ type visPattern struct {
 	name, desc string
 	setup      func(w vfs.FS) error
 	write      func(w vfs.FS, seq int) error
-	reader     func(r vfs.FS) (poll func(seq int) bool, done func())
+	// reader returns the poll; note records an error a poll met that is
+	// not the outcome it waits for (reported by errno class).
+	reader func(r vfs.FS, note func(error)) (poll func(seq int) bool, done func())
 }
 
 func visPayload(seq int) []byte {
@@ -75,13 +82,13 @@ func visPatterns() []visPattern {
 		{name: "overwrite-reopen", desc: "O_TRUNC+write+close; reader open+read+close",
 			setup: func(w vfs.FS) error { return writeAll(w, "f1", visPayload(0), vfs.Truncate) },
 			write: func(w vfs.FS, seq int) error { return writeAll(w, "f1", visPayload(seq), vfs.Truncate) },
-			reader: func(r vfs.FS) (func(int) bool, func()) {
+			reader: func(r vfs.FS, _ func(error)) (func(int) bool, func()) {
 				return func(seq int) bool { return visSeq(read64(r, "f1")) >= seq }, func() {}
 			}},
 		{name: "overwrite-openfd", desc: "pwrite+close; reader keeps its fd, pread",
 			setup: func(w vfs.FS) error { return writeAll(w, "f2", visPayload(0), vfs.Truncate) },
 			write: func(w vfs.FS, seq int) error { return writeAll(w, "f2", visPayload(seq), 0) },
-			reader: func(r vfs.FS) (func(int) bool, func()) {
+			reader: func(r vfs.FS, _ func(error)) (func(int) bool, func()) {
 				return keepOpen(r, "f2", func(f vfs.File, seq int) bool {
 					b := make([]byte, 64)
 					n, _ := f.ReadAt(b, 0)
@@ -101,7 +108,7 @@ func visPatterns() []visPattern {
 				}
 				return w.Rename("f3.tmp", "f3")
 			},
-			reader: func(r vfs.FS) (func(int) bool, func()) {
+			reader: func(r vfs.FS, _ func(error)) (func(int) bool, func()) {
 				return func(seq int) bool { return visSeq(read64(r, "f3")) >= seq }, func() {}
 			}},
 		{name: "create-new", desc: "create new.N; reader stat(new.N) (negative lookup cache)",
@@ -109,7 +116,7 @@ func visPatterns() []visPattern {
 			write: func(w vfs.FS, seq int) error {
 				return writeAll(w, fmt.Sprintf("new.%d", seq), visPayload(seq), vfs.Excl)
 			},
-			reader: func(r vfs.FS) (func(int) bool, func()) {
+			reader: func(r vfs.FS, _ func(error)) (func(int) bool, func()) {
 				return func(seq int) bool {
 					_, err := r.Stat(fmt.Sprintf("new.%d", seq))
 					return err == nil
@@ -118,13 +125,110 @@ func visPatterns() []visPattern {
 		{name: "append-tail", desc: "O_APPEND 64 B+close; reader keeps its fd, fstat size",
 			setup: func(w vfs.FS) error { return writeAll(w, "log", visPayload(0), vfs.Truncate) },
 			write: func(w vfs.FS, seq int) error { return writeAll(w, "log", visPayload(seq), vfs.Append) },
-			reader: func(r vfs.FS) (func(int) bool, func()) {
+			reader: func(r vfs.FS, _ func(error)) (func(int) bool, func()) {
 				return keepOpen(r, "log", func(f vfs.File, seq int) bool {
 					st, err := f.Stat()
 					return err == nil && st.Size >= int64(64*(seq+1))
 				})
 			}},
+		// StatFresh (statx AT_STATX_FORCE_SYNC), not in vistest: the
+		// reader never opens the file, so only the forced GETATTR can
+		// show the change before the attribute cache expires.
+		{name: "append-statfresh", desc: "O_APPEND 64 B+close; reader StatFresh size (no open)",
+			setup: func(w vfs.FS) error { return writeAll(w, "log2", visPayload(0), vfs.Truncate) },
+			write: func(w vfs.FS, seq int) error { return writeAll(w, "log2", visPayload(seq), vfs.Append) },
+			reader: func(r vfs.FS, note func(error)) (func(int) bool, func()) {
+				return func(seq int) bool {
+					st, err := r.StatFresh("log2")
+					note(err)
+					return err == nil && st.Size >= int64(64*(seq+1))
+				}, func() {}
+			}},
+		{name: "replace-statfresh", desc: "write tmp (64+N B), rename over; reader StatFresh size",
+			setup: func(w vfs.FS) error { return replaceFile(w, "f4", 0) },
+			write: func(w vfs.FS, seq int) error { return replaceFile(w, "f4", seq) },
+			reader: func(r vfs.FS, note func(error)) (func(int) bool, func()) {
+				return func(seq int) bool {
+					st, err := r.StatFresh("f4")
+					note(err)
+					return err == nil && st.Size >= int64(64+seq)
+				}, func() {}
+			}},
+		{name: "remove-statfresh", desc: "create gone.N+1, remove gone.N; reader StatFresh(gone.N) until ENOENT",
+			setup: func(w vfs.FS) error { return writeAll(w, "gone.1", visPayload(1), vfs.Truncate) },
+			write: func(w vfs.FS, seq int) error {
+				if err := writeAll(w, fmt.Sprintf("gone.%d", seq+1), visPayload(seq+1), vfs.Truncate); err != nil {
+					return err
+				}
+				return w.Remove(fmt.Sprintf("gone.%d", seq))
+			},
+			reader: func(r vfs.FS, note func(error)) (func(int) bool, func()) {
+				_, _ = r.StatFresh("gone.1") // resolve it before it is removed
+				return func(seq int) bool {
+					_, err := r.StatFresh(fmt.Sprintf("gone.%d", seq))
+					if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, vfs.ErrStale) {
+						return true
+					}
+					note(err) // ESTALE would be the VFS retry failing
+					return false
+				}, func() {}
+			}},
+		{name: "create-statfresh-dir", desc: "create new2.N; reader StatFresh(.) then StatFresh(new2.N) (the directory's GETATTR drops the negative entry)",
+			setup: func(w vfs.FS) error { return nil },
+			write: func(w vfs.FS, seq int) error {
+				return writeAll(w, fmt.Sprintf("new2.%d", seq), visPayload(seq), vfs.Excl)
+			},
+			reader: func(r vfs.FS, note func(error)) (func(int) bool, func()) {
+				return func(seq int) bool {
+					_, err := r.StatFresh(".")
+					note(err)
+					_, err = r.StatFresh(fmt.Sprintf("new2.%d", seq))
+					if err != nil && !errors.Is(err, fs.ErrNotExist) {
+						note(err)
+					}
+					return err == nil
+				}, func() {}
+			}},
 	}
+}
+
+// replaceFile writes name.tmp with 64+extra bytes and renames it over
+// name.
+func replaceFile(w vfs.FS, name string, extra int) error {
+	data := append(visPayload(extra), bytes.Repeat([]byte("+"), extra)...)
+	if err := writeAll(w, name+".tmp", data, vfs.Truncate); err != nil {
+		return err
+	}
+	return w.Rename(name+".tmp", name)
+}
+
+// errTally counts errors by errno name (ESTALE, ENOENT, ...).
+type errTally map[string]int
+
+func (t errTally) note(err error) {
+	if err == nil {
+		return
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		if name := unix.ErrnoName(errno); name != "" {
+			t[name]++
+			return
+		}
+	}
+	t[err.Error()]++
+}
+
+func (t errTally) String() string {
+	if len(t) == 0 {
+		return "none"
+	}
+	var parts []string
+	for k, n := range t {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, n))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, " ")
 }
 
 // visResult is what calib-vis writes (vis.json, by the reader).
@@ -135,6 +239,9 @@ type visResult struct {
 	Lost     map[string]int       `json:"not_visible"` // per pattern, iterations never seen within -max
 	Polls    map[string][]int     `json:"polls"`       // reader polls per iteration
 	RPCs     map[string]string    `json:"reader_rpcs"` // reader's RPCs over the pattern
+	// Errors are the errors the reader's polls met besides the outcome
+	// they wait for, per pattern, by errno class.
+	Errors map[string]errTally `json:"reader_errors,omitempty"`
 }
 
 func signalFile(shared, name string) error {
@@ -185,7 +292,7 @@ func guestCalibVis(args []string) error {
 	}
 	defer fsys.Close()
 	res := visResult{Side: "real", Opts: stripServerOpts(ge.Opts), Patterns: map[string][]float64{},
-		Polls: map[string][]int{}, RPCs: map[string]string{}, Lost: map[string]int{}}
+		Polls: map[string][]int{}, RPCs: map[string]string{}, Lost: map[string]int{}, Errors: map[string]errTally{}}
 	for _, p := range visPatterns() {
 		if *only != "" && !strings.Contains(","+*only+",", ","+p.name+",") {
 			continue
@@ -210,7 +317,8 @@ func guestCalibVis(args []string) error {
 		}
 		waitFile(ge.Shared, p.name+".setup", 300*time.Second)
 		before, _ := readCounts(ge.Mnt)
-		pollFn, closeFn := p.reader(fsys)
+		tally := errTally{}
+		pollFn, closeFn := p.reader(fsys, tally.note)
 		pollFn(0) // warm the caches with the old state
 		signalFile(ge.Shared, p.name+".reader-ready")
 		for seq := 1; seq <= *n; seq++ {
@@ -247,6 +355,9 @@ func guestCalibVis(args []string) error {
 		closeFn()
 		after, _ := readCounts(ge.Mnt)
 		res.RPCs[p.name] = after.sub(before).String()
+		if len(tally) > 0 {
+			res.Errors[p.name] = tally
+		}
 	}
 	if writer {
 		return nil
@@ -254,55 +365,87 @@ func guestCalibVis(args []string) error {
 	return writeJSON(filepath.Join(ge.Out, "vis.json"), res)
 }
 
+// simVisResult is what simVis observed of a pattern on nfssim.
+type simVisResult struct {
+	lags  []float64 // ms, of the iterations seen
+	lost  int       // iterations never seen within 65 s
+	rpcs  string    // the reader's RPCs over the pattern
+	polls int       // the reader's polls, the warm-up one included
+	errs  errTally  // errors the polls met besides the outcome
+}
+
 // simVis runs a pattern n times on two nfssim hosts with the mount m, the
 // reader polling every millisecond of simulated time (as nfssim's
-// TestCalibrationLabVisibility does), and returns the lags in ms.
-func simVis(p visPattern, m nfssim.Mount, n int) ([]float64, int, string, error) {
+// TestCalibrationLabVisibility does).
+func simVis(p visPattern, m nfssim.Mount, n int) (simVisResult, error) {
+	var res simVisResult
 	s := nfssim.New(nfssim.DefaultConfig(1))
 	defer s.Close()
 	w, err := s.AddHost("host1", m)
 	if err != nil {
-		return nil, 0, "", err
+		return res, err
 	}
 	r, err := s.AddHost("host2", m)
 	if err != nil {
-		return nil, 0, "", err
+		return res, err
 	}
 	if err := p.setup(w.FS()); err != nil {
-		return nil, 0, "", err
+		return res, err
 	}
 	before := r.RPCs()
-	poll, done := p.reader(r.FS())
+	res.errs = errTally{}
+	poll, done := p.reader(r.FS(), res.errs.note)
 	defer done()
 	poll(0)
-	var lags []float64
-	lost := 0
+	res.polls++
 	for seq := 1; seq <= n; seq++ {
 		start := s.Now()
 		var written time.Duration = -1
 		for {
 			if written < 0 && s.Now()-start >= 300*time.Millisecond {
 				if err := p.write(w.FS(), seq); err != nil {
-					return nil, 0, "", err
+					return res, err
 				}
 				written = s.Now()
 			}
 			seen := poll(seq)
+			res.polls++
 			if seen && written < 0 {
-				return nil, 0, "", fmt.Errorf("%s seq %d: seen before it was written", p.name, seq)
+				return res, fmt.Errorf("%s seq %d: seen before it was written", p.name, seq)
 			}
 			if seen {
-				lags = append(lags, float64(s.Now()-written)/1e6)
+				res.lags = append(res.lags, float64(s.Now()-written)/1e6)
 				break
 			}
 			if written >= 0 && s.Now()-written > 65*time.Second {
-				lost++
+				res.lost++
 				break
 			}
 			s.Advance(time.Millisecond)
 		}
 	}
-	return lags, lost, r.RPCs().Sub(before).String(), nil
+	res.rpcs = r.RPCs().Sub(before).String()
+	return res, nil
+}
+
+// perPoll is "OP=x.xx ..." for counts over polls.
+func perPoll(c opCounts, polls int) string {
+	if polls == 0 {
+		return "-"
+	}
+	var names []string
+	for k := range c {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	var parts []string
+	for _, k := range names {
+		parts = append(parts, fmt.Sprintf("%s=%.2f", k, float64(c[k])/float64(polls)))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, " ")
 }
 
 func lagSummary(l []float64, lost int) string {
@@ -346,21 +489,34 @@ func reportVis(args []string) error {
 		fmt.Printf("\n### Visibility lags, %s (host1 writes, host2 polls every 1 ms; min / median / max ms)\n\n", real.Opts)
 		fmt.Println("| pattern | real client | nfssim | verdict | reader RPCs real / nfssim |")
 		fmt.Println("|---|---|---|---|---|")
+		var notes []string
 		for _, p := range visPatterns() {
 			rl, ok := real.Patterns[p.name]
 			rlost := real.Lost[p.name]
 			if !ok && rlost == 0 {
 				continue
 			}
-			sl, slost, srpcs, err := simVis(p, m, len(rl)+rlost)
+			sim, err := simVis(p, m, len(rl)+rlost)
 			if err != nil {
 				return err
 			}
-			verdict := visVerdict(rl, rlost, sl, slost)
+			verdict := visVerdict(rl, rlost, sim.lags, sim.lost)
 			if verdict != "same" {
 				ndiff++
 			}
-			fmt.Printf("| %s | %s | %s | %s | %s / %s |\n", p.name, lagSummary(rl, rlost), lagSummary(sl, slost), verdict, real.RPCs[p.name], srpcs)
+			fmt.Printf("| %s | %s | %s | %s | %s / %s |\n", p.name, lagSummary(rl, rlost), lagSummary(sim.lags, sim.lost), verdict, real.RPCs[p.name], sim.rpcs)
+			if !strings.Contains(p.name, "statfresh") && len(real.Errors[p.name])+len(sim.errs) == 0 {
+				continue
+			}
+			rpolls := 1 // the warm-up poll
+			for _, n := range real.Polls[p.name] {
+				rpolls += n
+			}
+			notes = append(notes, fmt.Sprintf("- %s: reader RPCs per poll (setup and warm-up included): real %s over %d polls, nfssim %s over %d; errors besides the outcome: real %v, nfssim %v",
+				p.name, perPoll(parseCounts(real.RPCs[p.name]), rpolls), rpolls, perPoll(parseCounts(sim.rpcs), sim.polls), sim.polls, real.Errors[p.name], sim.errs))
+		}
+		if len(notes) > 0 {
+			fmt.Printf("\n%s\n", strings.Join(notes, "\n"))
 		}
 	}
 	fmt.Printf("\nvisibility calibration: %d pattern(s) differ beyond the %.0f ms noise floor\n", ndiff, visNoise)

@@ -120,6 +120,9 @@ func (m *FS) info(name string, n *node) vfs.FileInfo {
 // Lstat implements vfs.FS.
 func (m *FS) Lstat(name string) (vfs.FileInfo, error) { return m.Stat(name) }
 
+// StatFresh implements vfs.FS: there is no cache to bypass, so it is Stat.
+func (m *FS) StatFresh(name string) (vfs.FileInfo, error) { return m.Stat(name) }
+
 // Link implements vfs.FS.
 func (m *FS) Link(oldname, newname string) error {
 	m.mu.Lock()

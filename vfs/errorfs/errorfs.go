@@ -89,6 +89,10 @@ func (e *errFS) Stat(name string) (vfs.FileInfo, error) { return e.stat(OpStat, 
 
 func (e *errFS) Lstat(name string) (vfs.FileInfo, error) { return e.stat(OpLstat, name, e.fsys.Lstat) }
 
+func (e *errFS) StatFresh(name string) (vfs.FileInfo, error) {
+	return e.stat(OpStatFresh, name, e.fsys.StatFresh)
+}
+
 func (e *errFS) Link(oldname, newname string) error {
 	return e.do(Op{Kind: OpLink, Path: oldname, NewPath: newname}, linkError, func() error {
 		return e.fsys.Link(oldname, newname)

@@ -93,6 +93,7 @@ func script(fsys vfs.FS) error {
 		func() error { return fsys.Mkdir("d", 0o755) },
 		func() error { _, err := fsys.ReadDir("."); return err },
 		func() error { return fsys.SyncDir(".") },
+		func() error { _, err := fsys.StatFresh("f"); return err },
 	}
 	for i, step := range steps {
 		if err := step(); err != nil {
@@ -137,6 +138,7 @@ func TestOps(t *testing.T) {
 		{Kind: errorfs.OpMkdir, Path: "d"},
 		{Kind: errorfs.OpReadDir, Path: "."},
 		{Kind: errorfs.OpSyncDir, Path: "."},
+		{Kind: errorfs.OpStatFresh, Path: "f"},
 	}
 	if !slices.Equal(r.ops, want) {
 		t.Errorf("ops:\n%v\nwant:\n%v", r.ops, want)
@@ -145,7 +147,7 @@ func TestOps(t *testing.T) {
 	for _, op := range r.ops {
 		kinds[op.Kind] = true
 	}
-	for k := errorfs.OpOpen; k <= errorfs.OpSyncDir; k++ {
+	for k := errorfs.OpOpen; k <= errorfs.OpStatFresh; k++ {
 		if !kinds[k] {
 			t.Errorf("the script makes no %v", k)
 		}
@@ -253,6 +255,10 @@ var calls = []call{
 		return err
 	}},
 	{kind: errorfs.OpSyncDir, setup: noFile, call: func(fsys vfs.FS, _ vfs.File) error { return fsys.SyncDir(".") }},
+	{kind: errorfs.OpStatFresh, setup: openF(vfs.ReadOnly), call: func(fsys vfs.FS, _ vfs.File) error {
+		_, err := fsys.StatFresh("f")
+		return err
+	}},
 }
 
 // TestInjectEveryKind fails one kind at a time: the call returns the
@@ -759,6 +765,7 @@ func TestOpString(t *testing.T) {
 		{errorfs.Op{Kind: errorfs.OpTruncate, Path: "f", Offset: 9}, `Truncate("f", 9)`},
 		{errorfs.Op{Kind: errorfs.OpRename, Path: "a", NewPath: "b"}, `Rename("a", "b")`},
 		{errorfs.Op{Kind: errorfs.OpSyncDir, Path: "."}, `SyncDir(".")`},
+		{errorfs.Op{Kind: errorfs.OpStatFresh, Path: "f"}, `StatFresh("f")`},
 		{errorfs.Op{Kind: 99, Path: "x"}, `OpKind(99)("x")`},
 	} {
 		if got := tc.op.String(); got != tc.want {

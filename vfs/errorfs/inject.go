@@ -19,32 +19,34 @@ type OpKind uint8
 
 // The kinds of Op.
 const (
-	OpOpen     OpKind = iota // FS.OpenFile without vfs.Create
-	OpCreate                 // FS.OpenFile with vfs.Create
-	OpReadAt                 // File.ReadAt
-	OpWriteAt                // File.WriteAt
-	OpWrite                  // File.Write
-	OpSync                   // File.Sync
-	OpDatasync               // File.Datasync
-	OpStat                   // FS.Stat
-	OpLstat                  // FS.Lstat
-	OpFileStat               // File.Stat
-	OpTruncate               // File.Truncate
-	OpClose                  // File.Close
-	OpLink                   // FS.Link
-	OpSymlink                // FS.Symlink
-	OpReadlink               // FS.Readlink
-	OpRename                 // FS.Rename
-	OpRemove                 // FS.Remove
-	OpMkdir                  // FS.Mkdir
-	OpReadDir                // FS.ReadDir
-	OpSyncDir                // FS.SyncDir
+	OpOpen      OpKind = iota // FS.OpenFile without vfs.Create
+	OpCreate                  // FS.OpenFile with vfs.Create
+	OpReadAt                  // File.ReadAt
+	OpWriteAt                 // File.WriteAt
+	OpWrite                   // File.Write
+	OpSync                    // File.Sync
+	OpDatasync                // File.Datasync
+	OpStat                    // FS.Stat
+	OpLstat                   // FS.Lstat
+	OpFileStat                // File.Stat
+	OpTruncate                // File.Truncate
+	OpClose                   // File.Close
+	OpLink                    // FS.Link
+	OpSymlink                 // FS.Symlink
+	OpReadlink                // FS.Readlink
+	OpRename                  // FS.Rename
+	OpRemove                  // FS.Remove
+	OpMkdir                   // FS.Mkdir
+	OpReadDir                 // FS.ReadDir
+	OpSyncDir                 // FS.SyncDir
+	OpStatFresh               // FS.StatFresh
 	numOpKinds
 )
 
 var opKindNames = [numOpKinds]string{
 	"Open", "Create", "ReadAt", "WriteAt", "Write", "Sync", "Datasync", "Stat", "Lstat", "FileStat",
 	"Truncate", "Close", "Link", "Symlink", "Readlink", "Rename", "Remove", "Mkdir", "ReadDir", "SyncDir",
+	"StatFresh",
 }
 
 // opNames are the Op fields of the errors the wrapper returns, the same
@@ -52,6 +54,7 @@ var opKindNames = [numOpKinds]string{
 var opNames = [numOpKinds]string{
 	"open", "open", "read", "write", "write", "sync", "datasync", "stat", "lstat", "stat",
 	"truncate", "close", "link", "symlink", "readlink", "rename", "remove", "mkdir", "readdir", "syncdir",
+	"stat",
 }
 
 func (k OpKind) String() string {

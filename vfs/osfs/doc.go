@@ -18,6 +18,11 @@
 //
 // Every call is one system call (or a bounded loop of them) and nothing is
 // cached: the NFS client's caches (docs/design.md, N1-N9) apply unchanged.
+// StatFresh is statx(2) with AT_STATX_FORCE_SYNC on Linux, which makes the
+// NFS client fetch the attributes from the server (one GETATTR) instead of
+// its attribute cache; where statx is missing (other systems, kernels
+// before 4.11, seccomp filters that refuse it) it opens the file, fstats
+// it and closes it, which costs an open but revalidates too (N2).
 // ReadAt uses pread and loops until p is full or the file ends, returning
 // io.EOF if it ends first; WriteAt uses pwrite and loops on short writes.
 // Calls interrupted by a signal (EINTR) are retried a bounded number of

@@ -183,6 +183,31 @@ func (fsys *FS) stat(op, name string, atFlags int) (vfs.FileInfo, error) {
 	return fileInfo(path.Base(name), &st), nil
 }
 
+// statByOpen is StatFresh without statx: open (O_RDONLY, following a
+// final symbolic link; O_NONBLOCK so that a FIFO does not wait for a
+// writer), fstat, close. On NFS the open is the close-to-open
+// revalidation (N2).
+func (fsys *FS) statByOpen(name string) (vfs.FileInfo, error) {
+	var st unix.Stat_t
+	err := fsys.at("stat", name, func(dirfd int) error {
+		fd, err := retry(func() (int, error) {
+			return unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+		})
+		if err != nil {
+			return err
+		}
+		err = retry0(func() error { return unix.Fstat(fd, &st) })
+		if cerr := unix.Close(fd); err == nil {
+			err = cerr
+		}
+		return err
+	})
+	if err != nil {
+		return vfs.FileInfo{}, err
+	}
+	return fileInfo(path.Base(name), &st), nil
+}
+
 // Link creates newname as a hard link to oldname (linkat(2) without
 // AT_SYMLINK_FOLLOW: a symbolic link oldname is linked, not its target).
 func (fsys *FS) Link(oldname, newname string) error {

@@ -125,6 +125,9 @@ func TestClosedFS(t *testing.T) {
 	if err := fsys.Rename("f", "g"); !errors.Is(err, fs.ErrClosed) {
 		t.Errorf("Rename on a closed FS = %v, want fs.ErrClosed", err)
 	}
+	if _, err := fsys.StatFresh("f"); !errors.Is(err, fs.ErrClosed) {
+		t.Errorf("StatFresh on a closed FS = %v, want fs.ErrClosed", err)
+	}
 	// Files opened before stay usable.
 	if _, err := f.WriteAt([]byte("x"), 0); err != nil {
 		t.Errorf("WriteAt on a File of a closed FS: %v", err)
@@ -222,6 +225,26 @@ func TestAgainstOS(t *testing.T) {
 	}
 	if fi, _ := fsys.Lstat("l"); fi.Size != int64(len("f")) {
 		t.Errorf("a symlink's Lstat size = %d, want the length of its target", fi.Size)
+	}
+	// StatFresh (statx on Linux) reports what os.Stat and Stat (fstatat)
+	// do, link followed, to the nanosecond.
+	for _, name := range []string{"f", "d", "l", "h", "."} {
+		got, err := fsys.StatFresh(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := os.Stat(filepath.Join(root, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := want.Sys().(*syscall.Stat_t)
+		if got.Mode != want.Mode() || (!got.IsDir() && got.Size != want.Size()) ||
+			!got.ModTime.Equal(want.ModTime()) || got.Ino != st.Ino || got.Nlink != uint64(st.Nlink) {
+			t.Errorf("StatFresh(%s) = %+v, os.Stat says %+v", name, got, want)
+		}
+		if fi, err := fsys.Stat(name); err != nil || !fi.ChangeTime.Equal(got.ChangeTime) || fi.Name != got.Name {
+			t.Errorf("StatFresh(%s) = %+v, Stat = %+v, %v", name, got, fi, err)
+		}
 	}
 }
 

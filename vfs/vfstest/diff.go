@@ -214,31 +214,32 @@ type OpKind uint8
 
 // The kinds of Op: one per method of vfs.FS and vfs.File except Name.
 const (
-	OpOpen     OpKind = iota // FS.OpenFile(Name, Flag): a new handle
-	OpClose                  // File.Close of Handle
-	OpReadAt                 // File.ReadAt of Len bytes at Offset
-	OpWriteAt                // File.WriteAt of Data at Offset
-	OpWrite                  // File.Write of Data
-	OpTruncate               // File.Truncate to Offset
-	OpSync                   // File.Sync
-	OpDatasync               // File.Datasync
-	OpFileStat               // File.Stat
-	OpStat                   // FS.Stat(Name)
-	OpLstat                  // FS.Lstat(Name)
-	OpLink                   // FS.Link(Name, NewName)
-	OpSymlink                // FS.Symlink(Name, NewName): Name is the target
-	OpReadlink               // FS.Readlink(Name)
-	OpRename                 // FS.Rename(Name, NewName)
-	OpRemove                 // FS.Remove(Name)
-	OpMkdir                  // FS.Mkdir(Name)
-	OpReadDir                // FS.ReadDir(Name)
-	OpSyncDir                // FS.SyncDir(Name)
+	OpOpen      OpKind = iota // FS.OpenFile(Name, Flag): a new handle
+	OpClose                   // File.Close of Handle
+	OpReadAt                  // File.ReadAt of Len bytes at Offset
+	OpWriteAt                 // File.WriteAt of Data at Offset
+	OpWrite                   // File.Write of Data
+	OpTruncate                // File.Truncate to Offset
+	OpSync                    // File.Sync
+	OpDatasync                // File.Datasync
+	OpFileStat                // File.Stat
+	OpStat                    // FS.Stat(Name)
+	OpLstat                   // FS.Lstat(Name)
+	OpStatFresh               // FS.StatFresh(Name)
+	OpLink                    // FS.Link(Name, NewName)
+	OpSymlink                 // FS.Symlink(Name, NewName): Name is the target
+	OpReadlink                // FS.Readlink(Name)
+	OpRename                  // FS.Rename(Name, NewName)
+	OpRemove                  // FS.Remove(Name)
+	OpMkdir                   // FS.Mkdir(Name)
+	OpReadDir                 // FS.ReadDir(Name)
+	OpSyncDir                 // FS.SyncDir(Name)
 	numOpKinds
 )
 
 var opKindNames = [...]string{
 	"Open", "Close", "ReadAt", "WriteAt", "Write", "Truncate", "Sync", "Datasync", "FileStat",
-	"Stat", "Lstat", "Link", "Symlink", "Readlink", "Rename", "Remove", "Mkdir", "ReadDir", "SyncDir",
+	"Stat", "Lstat", "StatFresh", "Link", "Symlink", "Readlink", "Rename", "Remove", "Mkdir", "ReadDir", "SyncDir",
 }
 
 func (k OpKind) String() string {
@@ -422,10 +423,13 @@ func (r *Runner) Apply(op Op) Result {
 		}
 		r.files = append(r.files, runnerFile{f: f, append: op.Flag.Has(vfs.Append)})
 		return Result{N: len(r.files) - 1}
-	case OpStat, OpLstat:
+	case OpStat, OpLstat, OpStatFresh:
 		stat := r.fsys.Stat
-		if op.Kind == OpLstat {
+		switch op.Kind {
+		case OpLstat:
 			stat = r.fsys.Lstat
+		case OpStatFresh:
+			stat = r.fsys.StatFresh
 		}
 		fi, err := stat(op.Name)
 		return r.linkCountsUnknown(statResult(fi, err))

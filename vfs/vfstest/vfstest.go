@@ -72,6 +72,7 @@ var cases = []testCase{
 	{"Stat", testStat},
 	{"StatDir", testStatDir},
 	{"StatMissing", testStatMissing},
+	{"StatFresh", testStatFresh},
 	{"LinkNlink", testLinkNlink},
 	{"LinkErrors", testLinkErrors},
 	{"Symlink", testSymlink},
@@ -693,6 +694,74 @@ func testStatMissing(t testing.TB, fsys vfs.FS) {
 	wantPathError(t, "Stat in a missing directory", err, "missing/f", syscall.ENOENT)
 }
 
+// testStatFresh: with no cache in play (one host, one FS) StatFresh is
+// Stat: it follows a final symlink, reports the same attributes, sees
+// writes not yet synced or closed, and removals and replacements at once.
+func testStatFresh(t testing.TB, fsys vfs.FS) {
+	statFresh := func(name string) vfs.FileInfo {
+		t.Helper()
+		fi, err := fsys.StatFresh(name)
+		if err != nil {
+			t.Fatalf("StatFresh(%q): %v", name, err)
+		}
+		return fi
+	}
+	mkdir(t, fsys, "d")
+	create(t, fsys, "d/f", "12345")
+	fi := statFresh("d/f")
+	if si := stat(t, fsys, "d/f"); !sameInfo(fi, si) {
+		t.Errorf("StatFresh(d/f) = %+v, Stat = %+v", fi, si)
+	}
+	if fi.Name != "f" || fi.Size != 5 || !fi.Mode.IsRegular() || fi.Nlink != 1 || fi.Ino == 0 || fi.ModTime.IsZero() {
+		t.Errorf("StatFresh(d/f) = %+v, want a regular file f of 5 bytes, one link", fi)
+	}
+	for _, name := range []string{"d", "."} {
+		if di := statFresh(name); !di.IsDir() || di.Mode.Type() != fs.ModeDir {
+			t.Errorf("StatFresh(%q).Mode = %v, want a directory", name, di.Mode)
+		}
+	}
+
+	// A final symlink is followed, as by Stat.
+	if err := fsys.Symlink("d/f", "l"); err != nil {
+		t.Fatalf("Symlink: %v", err)
+	}
+	if li := statFresh("l"); li.Name != "l" || li.Ino != fi.Ino || !li.Mode.IsRegular() || li.Size != 5 {
+		t.Errorf("StatFresh(l) = %+v, want the target's attributes %+v under the name l", li, fi)
+	}
+	if err := fsys.Symlink("nowhere", "dangling"); err != nil {
+		t.Fatalf("Symlink: %v", err)
+	}
+	_, err := fsys.StatFresh("dangling")
+	wantPathError(t, "StatFresh of a dangling symlink", err, "dangling", syscall.ENOENT)
+
+	// A write through an open File, neither synced nor closed, shows.
+	f := open(t, fsys, "d/f", vfs.ReadWrite)
+	if _, err := f.WriteAt([]byte("6789"), 5); err != nil {
+		t.Fatal(err)
+	}
+	if fi := statFresh("d/f"); fi.Size != 9 {
+		t.Errorf("StatFresh after an unsynced write: size %d, want 9", fi.Size)
+	}
+	closeFile(t, f)
+
+	// Replaced by rename: the new file; removed: ENOENT.
+	create(t, fsys, "d/g", "new")
+	gi := statFresh("d/g")
+	if err := fsys.Rename("d/g", "d/f"); err != nil {
+		t.Fatalf("Rename: %v", err)
+	}
+	if ri := statFresh("d/f"); ri.Ino != gi.Ino || ri.Size != 3 {
+		t.Errorf("StatFresh after rename over: %+v, want the renamed file %+v", ri, gi)
+	}
+	if err := fsys.Remove("d/f"); err != nil {
+		t.Fatalf("Remove: %v", err)
+	}
+	_, err = fsys.StatFresh("d/f")
+	wantPathError(t, "StatFresh of a removed name", err, "d/f", syscall.ENOENT)
+	_, err = fsys.StatFresh("missing/f")
+	wantPathError(t, "StatFresh in a missing directory", err, "missing/f", syscall.ENOENT)
+}
+
 func testLinkNlink(t testing.TB, fsys vfs.FS) {
 	create(t, fsys, "a", "shared")
 	f := open(t, fsys, "a", vfs.ReadWrite)
@@ -1111,6 +1180,7 @@ func testInvalidNames(t testing.TB, fsys vfs.FS) {
 			{"OpenFile", func() error { _, err := fsys.OpenFile(name, vfs.ReadWrite|vfs.Create, 0o644); return err }},
 			{"Stat", func() error { _, err := fsys.Stat(name); return err }},
 			{"Lstat", func() error { _, err := fsys.Lstat(name); return err }},
+			{"StatFresh", func() error { _, err := fsys.StatFresh(name); return err }},
 			{"Readlink", func() error { _, err := fsys.Readlink(name); return err }},
 			{"Remove", func() error { return fsys.Remove(name) }},
 			{"Mkdir", func() error { return fsys.Mkdir(name, 0o755) }},

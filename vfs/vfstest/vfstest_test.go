@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -83,6 +84,8 @@ type brokenFS struct {
 	stat    func(vfs.FileInfo) vfs.FileInfo           // FS.Stat's result
 	file    func(vfs.File) vfs.File                   // every opened file
 	symlink func(target, name string) error           // replaces Symlink
+	// statFresh replaces StatFresh; it gets the wrapped FS.
+	statFresh func(fsys vfs.FS, name string) (vfs.FileInfo, error)
 }
 
 func (b brokenFS) wrapErr(err error) error {
@@ -112,6 +115,33 @@ func (b brokenFS) Stat(name string) (vfs.FileInfo, error) {
 		fi = b.stat(fi)
 	}
 	return fi, b.wrapErr(err)
+}
+
+func (b brokenFS) StatFresh(name string) (vfs.FileInfo, error) {
+	if b.statFresh != nil {
+		return b.statFresh(b.FS, name)
+	}
+	return b.FS.StatFresh(name)
+}
+
+// cachingStat answers StatFresh from the first answer it got for a name:
+// an attribute cache that never expires.
+type cachingStat struct {
+	mu    sync.Mutex
+	cache map[string]vfs.FileInfo
+}
+
+func (c *cachingStat) statFresh(fsys vfs.FS, name string) (vfs.FileInfo, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if fi, ok := c.cache[name]; ok {
+		return fi, nil
+	}
+	fi, err := fsys.StatFresh(name)
+	if err == nil {
+		c.cache[name] = fi
+	}
+	return fi, err
 }
 
 func (b brokenFS) Remove(name string) error { return b.wrapErr(b.FS.Remove(name)) }
@@ -200,6 +230,13 @@ func TestRejectsBrokenFS(t *testing.T) {
 		}},
 		{"SyncAfterClose", []string{"Closed"}, func(fsys vfs.FS) vfs.FS {
 			return brokenFS{FS: fsys, file: func(f vfs.File) vfs.File { return lenientClosedFile{f} }}
+		}},
+		{"StatFreshIsLstat", []string{"StatFresh"}, func(fsys vfs.FS) vfs.FS {
+			return brokenFS{FS: fsys, statFresh: func(fsys vfs.FS, name string) (vfs.FileInfo, error) { return fsys.Lstat(name) }}
+		}},
+		{"StatFreshCached", []string{"StatFresh"}, func(fsys vfs.FS) vfs.FS {
+			c := &cachingStat{cache: map[string]vfs.FileInfo{}}
+			return brokenFS{FS: fsys, statFresh: c.statFresh}
 		}},
 		{"SymlinkCopies", []string{"Symlink"}, func(fsys vfs.FS) vfs.FS {
 			// A "symlink" that is a copy of the target.
@@ -319,10 +356,12 @@ func TestRunner(t *testing.T) {
 		{Op{Kind: OpWrite, Handle: 1, Data: []byte("!")}, Result{N: 1}},
 		{Op{Kind: OpLink, Name: "a", NewName: "b"}, Result{}},
 		{Op{Kind: OpStat, Name: "b"}, Result{Data: "b", Size: 8}},
+		{Op{Kind: OpStatFresh, Name: "b"}, Result{Data: "b", Size: 8}},
 		{Op{Kind: OpMkdir, Name: "d"}, Result{}},
 		{Op{Kind: OpSymlink, Name: "a", NewName: "d/l"}, Result{}},
 		{Op{Kind: OpLstat, Name: "d/l"}, Result{Data: "l", Type: fs.ModeSymlink, Size: 1}},
 		{Op{Kind: OpReadlink, Name: "d/l"}, Result{Data: "a"}},
+		{Op{Kind: OpStatFresh, Name: "d/l"}, Result{Err: "ENOENT"}}, // follows the link to d/a
 		{Op{Kind: OpStat, Name: "d"}, Result{Data: "d", Type: fs.ModeDir}},
 		{Op{Kind: OpReadDir, Name: "."}, Result{Data: "a/b/d"}},
 		{Op{Kind: OpRename, Name: "b", NewName: "d"}, Result{Err: "EISDIR"}},
@@ -369,7 +408,7 @@ func TestOpString(t *testing.T) {
 		{Op{Kind: OpRename, Name: "a", NewName: "b"}, `Rename("a", "b")`},
 		{Op{Kind: OpSync, Handle: 1}, `Sync(#1)`},
 		{Op{Kind: OpReadDir, Name: "."}, `ReadDir(".")`},
-		{Op{Kind: numOpKinds}, `OpKind(19)("")`},
+		{Op{Kind: numOpKinds}, `OpKind(20)("")`},
 	} {
 		if got := tc.op.String(); got != tc.want {
 			t.Errorf("String() = %s, want %s", got, tc.want)
