@@ -277,9 +277,7 @@ func (m *Mailbox) readRecord(gen uint32, seq uint64) (*record, error) {
 }
 
 // refresh reads every published record this Mailbox has not applied
-// yet. Close-to-open on the tail file makes its size current (1 RPC); the
-// size only grows, so even a v3 client with coarse timestamps sees it
-// change (N3 hides only same-size rewrites).
+// yet: the tail's size, read from the server (1 RPC), says how many.
 func (m *Mailbox) refresh(ctx context.Context) error {
 	for range 1 << 16 { // one round per generation crossed
 		if err := ctx.Err(); err != nil {
@@ -323,20 +321,17 @@ func (m *Mailbox) refresh(ctx context.Context) error {
 	return fmt.Errorf("engine: refresh crossed too many generations")
 }
 
-// tailSize reads the size of the current generation's tail.
+// tailSize reads the size of the current generation's tail from the
+// server (StatFresh: one GETATTR on NFSv3 and v4.2 alike, never the
+// attribute cache, N1). The size only grows, so even a v3 server with
+// coarse timestamps shows the change (N3 hides only same-size rewrites).
+// A removed tail answers ENOENT (the client retries the lookup after
+// ESTALE): the generation was retired.
 func (m *Mailbox) tailSize() (int64, error) {
 	name := tailName(m.st.gen, m.st.tail)
-	f, err := m.fsys.OpenFile(m.path(name), vfs.ReadOnly, 0)
-	if err != nil {
-		return 0, fmt.Errorf("engine: open %s: %w", name, err)
-	}
-	st, err := f.Stat()
-	cerr := f.Close()
+	st, err := m.fsys.StatFresh(m.path(name))
 	if err != nil {
 		return 0, fmt.Errorf("engine: stat %s: %w", name, err)
-	}
-	if cerr != nil {
-		return 0, cerr
 	}
 	return st.Size, nil
 }
