@@ -208,3 +208,117 @@ func cachedVsUncached(t *testing.T, v nfssim.Version, seed uint64) {
 		t.Fatalf("the cache served nothing: %+v", st)
 	}
 }
+
+// TestCachedReaderLostCommit (RC3): a Reader with a cache on another host
+// sees a commit the NFS server holds only as unstable writes (the writer's
+// host crashed at its Datasync with every dirty page sent) and reads its
+// records; the server then crashes and loses them (N10), and the writer's
+// recovery commits other records at the same offsets, with checksums just
+// as valid. A Reader reopened over the same cache (same inode, same log
+// id) must read the new records: the lost group was never claimed
+// immutable, because a Reader claims only the commits before its header's
+// last group, which are durable. Claiming up to used instead serves the
+// lost records from the cache.
+func TestCachedReaderLostCommit(t *testing.T) {
+	for _, v := range []nfssim.Version{nfssim.V3, nfssim.V4} {
+		t.Run(v.String(), func(t *testing.T) {
+			ctx := context.Background()
+			armed := false
+			cfg := nfssim.DefaultConfig(7)
+			cfg.Fault = func(p nfssim.Point) nfssim.Fault {
+				if armed && p.Kind == nfssim.PointCall && p.Host == "w" && p.Call == "Datasync" {
+					armed = false
+					return nfssim.Fault{Kind: nfssim.CrashHost, Keep: ^uint64(0)}
+				}
+				return nfssim.Fault{}
+			}
+			s := nfssim.New(cfg)
+			t.Cleanup(s.Close)
+			mount := nfssim.DefaultMount()
+			mount.Version = v
+			wh, err := s.AddHost("w", mount)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rh, err := s.AddHost("r", mount)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := readahead.New(readahead.Options{BlockSize: 4096, MemoryBytes: 64 << 10})
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, err := Create(ctx, wh.FS(), ".", "w", Options{Rand: rand.New(rand.NewPCG(1, 1))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			appendN := func(w *Writer, tag string, n int) []Ref {
+				var refs []Ref
+				for i := range n {
+					ref, err := w.Append(1, fmt.Appendf(nil, "%s record %d %s", tag, i, bytes.Repeat([]byte(tag), 100)))
+					if err != nil {
+						t.Fatal(err)
+					}
+					refs = append(refs, ref)
+				}
+				return refs
+			}
+			for range 3 { // durable commits
+				appendN(w, "durable", 5)
+				if err := w.Commit(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			lost := appendN(w, "lost", 20)
+			armed = true
+			if err := w.Commit(ctx); err == nil {
+				t.Fatal("the commit survived its host's crash")
+			}
+			// The reader sees the unstable commit and reads it (twice: a
+			// second read would be served by the cache if claimed).
+			r, err := OpenReader(ctx, rh.FS(), ".", "w", Options{Cache: c})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Info().Used <= int64(lost[len(lost)-1]) {
+				t.Fatalf("the reader does not see the unstable commit: %+v", r.Info())
+			}
+			for range 2 {
+				for _, ref := range lost {
+					if _, err := r.ReadBody(ctx, ref); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			r.Close()
+			s.CrashServer(0)
+			wh.Restart()
+			if w, err = Open(ctx, wh.FS(), ".", "w", Options{Rand: rand.New(rand.NewPCG(2, 2))}); err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			fresh := appendN(w, "fresh", 20)
+			if fresh[0] != lost[0] {
+				t.Fatalf("recovery appended at %d, the lost commit was at %d", fresh[0], lost[0])
+			}
+			if err := w.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+			appendN(w, "later", 3) // so that the fresh group is below the claim
+			if err := w.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+			r, err = OpenReader(ctx, rh.FS(), ".", "w", Options{Cache: c})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			for _, ref := range fresh {
+				rec, err := r.ReadBody(ctx, ref)
+				if err != nil || !bytes.HasPrefix(rec.Payload, []byte("fresh")) {
+					t.Fatalf("record %d after recovery: %.20q, %v", ref, rec.Payload, err)
+				}
+			}
+		})
+	}
+}
