@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/nfsindex/nfsindex/atomicrec"
+	"github.com/nfsindex/nfsindex/readahead"
 	"github.com/nfsindex/nfsindex/vfs"
 )
 
@@ -56,6 +57,15 @@ type Options struct {
 	// before the error is returned (stale page cache, torn concurrent
 	// read). 0 means DefaultRereads; negative means none.
 	Rereads int
+	// Cache, for OpenReader, reads committed frames through a block
+	// cache shared by the files a host reads: every commit but the last
+	// one the Reader knows is cached as immutable (the durable bytes
+	// [DataStart, group start) of the accepted header), keyed by the
+	// file's inode number and the log id. The header is never read from
+	// the cache, nor the last group, nor a next word that does not read
+	// as set (see ReadBody). nil reads everything from the file. Create
+	// and Open (the writer) ignore it.
+	Cache *readahead.Cache
 
 	_ struct{} // forces keyed literals: Options will grow
 }
@@ -123,6 +133,9 @@ type logFile struct {
 	// reopen, for a Reader, opens the file again by name: close-to-open
 	// revalidation of this host's caches (N2).
 	reopen func() (vfs.File, error)
+	// cache, for a Reader with Options.Cache, serves committed frames
+	// (cache.go); nil otherwise.
+	cache *cacheState
 }
 
 func newLogFile(f vfs.File, path, host string, opts Options) (*logFile, error) {
@@ -162,7 +175,7 @@ func (lf *logFile) corrupt(off int64, err error) error {
 // readAt reads exactly len(b) bytes at off; a short file is ErrFrame
 // (committed bytes must exist).
 func (lf *logFile) readAt(b []byte, off int64) error {
-	n, err := lf.f.ReadAt(b, off)
+	n, err := lf.readVia(b, off)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Errorf("appendlog: read %s at %d: %w", lf.path, off, err)
 	}
@@ -231,6 +244,7 @@ func (lf *logFile) refresh(ctx context.Context) error {
 		return lf.corrupt(0, fmt.Errorf("%w: used went from %d back to %d at generation %d", ErrHeader, lf.h.used, h.used, v.Gen))
 	}
 	lf.id, lf.h, lf.gen, lf.sum = h.id, h, v.Gen, v.Sum
+	lf.syncCache()
 	return nil
 }
 
@@ -273,6 +287,8 @@ func (lf *logFile) readFrame(ctx context.Context, off, limit int64) (frame, erro
 		if !errors.Is(err, ErrCorrupt) {
 			return frame{}, err
 		}
+		// A cached block may hold a torn or stale read: reread from the file.
+		lf.frameFailed(off, limit)
 	}
 	if lf.reader && lf.reopen != nil {
 		return lf.revalidateFrame(ctx, off, limit, err)
@@ -293,6 +309,10 @@ func (lf *logFile) revalidateFrame(ctx context.Context, off, limit int64, cause 
 	if err != nil {
 		return frame{}, fmt.Errorf("appendlog: reopen %s: %w", lf.path, err)
 	}
+	if err := lf.openCache(f); err != nil {
+		f.Close()
+		return frame{}, err
+	}
 	old := lf.f
 	lf.f = f
 	lf.hdr.Reopen(f)
@@ -307,6 +327,7 @@ func (lf *logFile) revalidateFrame(ctx context.Context, off, limit int64, cause 
 		return frame{}, rerr
 	}
 	lf.h, lf.gen, lf.sum = h, gen, sum // the new state extends the old one: keep serving the old
+	lf.invalidate(off, min(limit-off, FrameSize(MaxRecordSize)))
 	fr, err := lf.readFrameOnce(lf.id, off, limit)
 	if err == nil {
 		return fr, nil
@@ -352,6 +373,9 @@ func (lf *logFile) record(ctx context.Context, ref Ref) (Record, error) {
 // continuation).
 func (lf *logFile) recordTorn(ctx context.Context, ref Ref) (Record, bool, error) {
 	fr, err := lf.readFrame(ctx, int64(ref), lf.h.used)
+	if err == nil {
+		err = lf.freshNext(&fr, int64(ref))
+	}
 	if err != nil {
 		return Record{}, false, err
 	}
@@ -419,6 +443,9 @@ func (lf *logFile) scan(ctx context.Context, fn func(Record) error) error {
 	for steps := int64(0); off < limit; steps++ {
 		assert(steps <= (limit-DataStart)/FrameOverhead, "scan: loop bound")
 		fr, err := lf.readFrame(ctx, off, limit)
+		if err == nil {
+			err = lf.freshNext(&fr, off)
+		}
 		if err != nil {
 			return err
 		}

@@ -33,8 +33,16 @@ func OpenReader(ctx context.Context, fsys vfs.FS, dir, host string, opts Options
 	}
 	lf.reader = true
 	lf.reopen = func() (vfs.File, error) { return fsys.OpenFile(name, vfs.ReadOnly, 0) }
+	if opts.Cache != nil {
+		lf.cache = &cacheState{c: opts.Cache}
+		if err := lf.openCache(f); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
 	r := &Reader{lf: lf}
 	if err := lf.refresh(ctx); err != nil {
+		lf.closeCache()
 		f.Close()
 		return nil, err
 	}
@@ -68,6 +76,20 @@ func (r *Reader) Info() Info { return r.lf.info() }
 // a *CorruptError: below used_file_size every byte was committed.
 func (r *Reader) Read(ctx context.Context, ref Ref) (Record, error) { return r.lf.record(ctx, ref) }
 
+// ReadBody is Read without the next word: the Record's Next is always 0.
+// Everything else, and every error, is as Read's. With Options.Cache it is
+// served from the cache alone once the frame's blocks are cached: Read
+// (and Chain and Scan) must reread from the file a cached next word that
+// does not read as set, since it is the one part of a committed frame that
+// changes after its commit (set once, later); ReadBody does not need it.
+func (r *Reader) ReadBody(ctx context.Context, ref Ref) (Record, error) {
+	fr, err := r.lf.readFrame(ctx, int64(ref), r.lf.h.used)
+	if err != nil {
+		return Record{}, err
+	}
+	return Record{Ref: ref, Type: fr.typ, Payload: fr.payload, Prev: Ref(fr.prev)}, nil
+}
+
 // Chain returns the record at ref followed by its continuations, following
 // next pointers while they are set and committed. Offsets strictly
 // increase along a chain, so it ends; a pointer to a frame that does not
@@ -88,5 +110,9 @@ func (r *Reader) Scan(ctx context.Context, fn func(Record) error) error { return
 // It is the hook for tests and proofs.
 func (r *Reader) Check(ctx context.Context) error { return r.lf.check(ctx) }
 
-// Close releases the file.
-func (r *Reader) Close() error { return r.lf.f.Close() }
+// Close releases the file. With Options.Cache the blocks it cached stay in
+// the cache (another Reader of the same log is served from them).
+func (r *Reader) Close() error {
+	r.lf.closeCache()
+	return r.lf.f.Close()
+}

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/nfsindex/nfsindex/appendlog"
+	"github.com/nfsindex/nfsindex/readahead"
 )
 
 // Field compaction: the seed's 20% threshold for variable data.
@@ -277,12 +278,42 @@ func (m *Mailbox) stamp(seq uint64) {
 	}
 }
 
+// DefaultFieldCacheBytes is the memory bound of a Mailbox's cache of field
+// log blocks when Options.FieldCacheBytes is 0: 8 MiB, 128 blocks of 64 KiB.
+const DefaultFieldCacheBytes = 8 << 20
+
+// newFieldCache returns the cache of field log blocks of Options
+// FieldCacheBytes n >= 0.
+func newFieldCache(n int64) (*readahead.Cache, error) {
+	if n == 0 {
+		n = DefaultFieldCacheBytes
+	}
+	c, err := readahead.New(readahead.Options{BlockSize: min(readahead.DefaultBlockSize, n), MemoryBytes: n})
+	if err != nil {
+		return nil, fmt.Errorf("engine: FieldCacheBytes %d: %w", n, err)
+	}
+	return c, nil
+}
+
+// FieldCacheStats returns the counters of the cache through which this
+// Mailbox reads field logs (Options.FieldCacheBytes): hits, misses, READs.
+// All zero when there is no cache.
+func (m *Mailbox) FieldCacheStats() readahead.Stats {
+	m.mu.Lock()
+	c := m.fcache
+	m.mu.Unlock()
+	if c == nil {
+		return readahead.Stats{}
+	}
+	return c.Stats()
+}
+
 // reader returns a Reader of the log named l, opened once per Mailbox.
 func (m *Mailbox) reader(ctx context.Context, l string) (*appendlog.Reader, error) {
 	if r := m.logs[l]; r != nil {
 		return r, nil
 	}
-	r, err := appendlog.OpenReader(ctx, m.fsys, m.opt.Dir, l, appendlog.Options{})
+	r, err := appendlog.OpenReader(ctx, m.fsys, m.opt.Dir, l, appendlog.Options{Cache: m.fcache})
 	if err != nil {
 		return nil, fmt.Errorf("engine: open field log %s: %w", l, err)
 	}
@@ -312,11 +343,13 @@ func (m *Mailbox) fieldValue(ctx context.Context, f FieldRef) ([]byte, error) {
 	r, err := m.reader(ctx, f.Host)
 	if err == nil {
 		var rec appendlog.Record
-		rec, err = r.Read(ctx, appendlog.Ref(f.Ref))
+		// ReadBody: the value without its next word (field values are
+		// never chained), so a cached frame costs no I/O.
+		rec, err = r.ReadBody(ctx, appendlog.Ref(f.Ref))
 		if err != nil && !gone(err) {
 			// The log may have grown since this reader last looked.
 			if _, rerr := r.Refresh(ctx); rerr == nil {
-				rec, err = r.Read(ctx, appendlog.Ref(f.Ref))
+				rec, err = r.ReadBody(ctx, appendlog.Ref(f.Ref))
 			} else if gone(rerr) {
 				err = rerr
 			}
@@ -326,7 +359,7 @@ func (m *Mailbox) fieldValue(ctx context.Context, f FieldRef) ([]byte, error) {
 			// (N2): open the log again (close-to-open) and read once more.
 			m.dropReader(f.Host)
 			if r, err = m.reader(ctx, f.Host); err == nil {
-				rec, err = r.Read(ctx, appendlog.Ref(f.Ref))
+				rec, err = r.ReadBody(ctx, appendlog.Ref(f.Ref))
 			}
 		}
 		if err == nil {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nfsindex/nfsindex/appendlog"
+	"github.com/nfsindex/nfsindex/readahead"
 	"github.com/nfsindex/nfsindex/rename"
 	"github.com/nfsindex/nfsindex/vfs"
 )
@@ -77,6 +78,15 @@ type Options struct {
 	// records (default 1024). Garbage is counted in records, not bytes.
 	FieldCompactRatio      float64
 	FieldCompactMinRecords int
+	// FieldCacheBytes bounds the memory of the block cache (readahead)
+	// through which this Mailbox reads other hosts' field logs (and its
+	// own older ones): FieldValue of a value whose log block is cached
+	// costs no I/O, even after the log's host appended more (on NFS that
+	// drops this host's page cache of the file, N2). Only committed,
+	// durable bytes are cached (appendlog.Options.Cache). 0 means
+	// DefaultFieldCacheBytes; negative: no cache, every FieldValue reads
+	// the file. Blocks are 64 KiB (smaller when the bound is).
+	FieldCacheBytes int64
 	// GroupWindow, when positive, is how long the first of several
 	// concurrent commits waits for others to join its group before it
 	// commits them all (PostgreSQL's commit_delay, MySQL's
@@ -119,7 +129,8 @@ type Mailbox struct {
 	firstDead bool
 	fields    *appendlog.Writer
 	logs      map[string]*appendlog.Reader
-	flog      *fieldLogs // this host's field log epochs (fieldlog.go)
+	fcache    *readahead.Cache // reads of the logs in logs; nil: none
+	flog      *fieldLogs       // this host's field log epochs (fieldlog.go)
 	closed    bool
 }
 
@@ -162,6 +173,13 @@ func Open(ctx context.Context, opt Options) (*Mailbox, error) {
 		rng = mrand.New(mrand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:])))
 	}
 	m := &Mailbox{opt: opt, fsys: opt.FS, rng: rng, st: newState(), logs: map[string]*appendlog.Reader{}}
+	if opt.FieldCacheBytes >= 0 {
+		c, err := newFieldCache(opt.FieldCacheBytes)
+		if err != nil {
+			return nil, err
+		}
+		m.fcache = c
+	}
 	m.owner = rng.Uint64() | 1
 	if err := m.loadNewest(ctx); errors.Is(err, fs.ErrNotExist) {
 		// A new mailbox: its directory is made on first open.
@@ -248,6 +266,7 @@ func (m *Mailbox) closeFiles() error {
 		keep(r.Close())
 		delete(m.logs, h)
 	}
+	m.fcache = nil // its blocks go with it
 	return first
 }
 
