@@ -172,19 +172,21 @@ func BenchmarkSimOpen100k(b *testing.B) {
 // BenchmarkLocalFlagDurable and BenchmarkLocalRawFloor run side by side
 // on the OS layer over a temporary directory: the ratio of their ns/op is
 // the engine's cost over the raw pwrite+fdatasync floor (brief §5).
-func BenchmarkLocalFlagDurable(b *testing.B) { benchLocalFlag(b, false) }
+func BenchmarkLocalFlagDurable(b *testing.B) { benchLocalFlag(b, Options{}) }
 
 // BenchmarkLocalFlagSingleKernel: the same with Options.SingleKernel
 // (the publish WRITE unsynced: one sync per commit instead of two).
-func BenchmarkLocalFlagSingleKernel(b *testing.B) { benchLocalFlag(b, true) }
+func BenchmarkLocalFlagSingleKernel(b *testing.B) { benchLocalFlag(b, Options{SingleKernel: true}) }
 
-func benchLocalFlag(b *testing.B, single bool) {
+// benchLocalFlag commits single flag changes durably on a temporary
+// directory, opened with opt's durability settings.
+func benchLocalFlag(b *testing.B, opt Options) {
 	fsys, err := osfs.New(b.TempDir())
 	if err != nil {
 		b.Fatal(err)
 	}
-	m, err := Open(context.Background(), Options{FS: fsys, Dir: "mbox", Host: "local", Rand: rand.New(rand.NewPCG(1, 2)),
-		SingleKernel: single})
+	opt.FS, opt.Dir, opt.Host, opt.Rand = fsys, "mbox", "local", rand.New(rand.NewPCG(1, 2))
+	m, err := Open(context.Background(), opt)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -296,23 +298,7 @@ func BenchmarkLocalFlagConcurrent(b *testing.B) {
 // log (ext4, xfs): the publish's O_DSYNC write commits the install too,
 // so a commit costs one sync instead of two.
 func BenchmarkLocalFlagOrderedJournal(b *testing.B) {
-	fsys, err := osfs.New(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	m, err := Open(context.Background(), Options{FS: fsys, Dir: "mbox", Host: "local", Rand: rand.New(rand.NewPCG(1, 2)), NamespaceDurable: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	fill(b, m, 100)
-	b.ResetTimer()
-	for i := range b.N {
-		tx := m.Begin()
-		tx.SetFlags(uint32(1+i%100), Flagged, 0)
-		if _, err := tx.Commit(context.Background()); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchLocalFlag(b, Options{NamespaceDurable: true})
 }
 
 // BenchmarkSimCommitGroup: eight single-flag transactions committed as

@@ -179,13 +179,7 @@ func retiredTailRun(t *testing.T, v nfssim.Version, k int) int {
 	if !mx1Done || !mx3Done {
 		t.Fatalf("%s: mx1 done %v, mx3 done %v", replay, mx1Done, mx3Done)
 	}
-	seqs := map[uint64]engine.Key{}
-	for _, ev := range events {
-		if prev, dup := seqs[ev.seq]; dup && prev != ev.key {
-			t.Fatalf("%s: I3: seq %d acknowledged to %v and to %v", replay, ev.seq, prev, ev.key)
-		}
-		seqs[ev.seq] = ev.key
-	}
+	checkSeqsAcknowledgedOnce(prefixed{t, replay}, events)
 	jfs := hosts["judge"].FS()
 	in, err := engine.Inspect(ctx, jfs, "mbox")
 	if err != nil {
